@@ -1,0 +1,109 @@
+"""Canonical JSON (RFC 8785) for hash inputs, SHA-256 digests, and bounded JSON parsing.
+
+Everything that is hashed or signed goes through ``canonical_json``. Numbers that may
+exceed 2^53 or need exact decimals (epsilon, money) must be strings: RFC 8785 refuses
+larger integers and this module passes that refusal on.
+
+Untrusted JSON is parsed only with ``parse_json``, which bounds size and nesting and
+rejects duplicate keys and non-finite numbers, so that two readers cannot disagree on
+what a document says.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import rfc8785
+
+from provenance.errors import CanonicalizationError
+
+#: The default ceiling for one untrusted JSON document (bytes).
+DEFAULT_MAX_JSON_BYTES = 4 * 1024 * 1024
+#: The default ceiling for nesting depth of one untrusted JSON document.
+DEFAULT_MAX_JSON_DEPTH = 64
+
+
+def canonical_json(value: Any) -> bytes:
+    """Serialise ``value`` as RFC 8785 canonical JSON (UTF-8 bytes).
+
+    Raises ``CanonicalizationError`` for values JSON cannot represent exactly
+    (integers beyond +-2^53, NaN, non-string keys, other types).
+    """
+    try:
+        return bytes(rfc8785.dumps(value))
+    except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
+        raise CanonicalizationError(f"cannot canonicalise value: {exc}") from exc
+
+
+def sha256(data: bytes) -> bytes:
+    """Return the SHA-256 digest of ``data``."""
+    return hashlib.sha256(data).digest()
+
+
+def sha256_hex(data: bytes) -> str:
+    """Return the SHA-256 digest of ``data`` as lowercase hex."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def digest_of(value: Any) -> str:
+    """Return the lowercase hex SHA-256 of ``value``'s canonical JSON."""
+    return sha256_hex(canonical_json(value))
+
+
+def _reject_constant(name: str) -> Any:
+    raise CanonicalizationError(f"JSON contains the non-finite number {name}")
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise CanonicalizationError(f"JSON object has the key {key!r} more than once")
+        result[key] = value
+    return result
+
+
+def _depth(value: Any, limit: int) -> None:
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            raise CanonicalizationError(f"JSON nesting is deeper than {limit} levels")
+        if isinstance(item, dict):
+            stack.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+
+
+def parse_json(
+    data: bytes | str,
+    *,
+    max_bytes: int = DEFAULT_MAX_JSON_BYTES,
+    max_depth: int = DEFAULT_MAX_JSON_DEPTH,
+    what: str = "document",
+) -> Any:
+    """Parse untrusted JSON with limits.
+
+    Rejects documents over ``max_bytes``, nested deeper than ``max_depth``, with
+    duplicate object keys, NaN/Infinity, or invalid UTF-8. ``what`` names the input
+    in error messages (for example ``"envelope"``).
+    """
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    if len(raw) > max_bytes:
+        raise CanonicalizationError(f"{what} is {len(raw)} bytes, over the limit of {max_bytes}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CanonicalizationError(f"{what} is not valid UTF-8: {exc}") from exc
+    try:
+        value = json.loads(
+            text, object_pairs_hook=_no_duplicate_keys, parse_constant=_reject_constant
+        )
+    except RecursionError as exc:
+        raise CanonicalizationError(f"{what} is nested too deeply") from exc
+    except json.JSONDecodeError as exc:
+        raise CanonicalizationError(f"{what} is not valid JSON: {exc}") from exc
+    _depth(value, max_depth)
+    return value
