@@ -142,7 +142,7 @@ def split_cosignature(signature: bytes) -> tuple[int, bytes]:
 
 def parse_verifier_key(vkey: str) -> Ed25519NoteVerifier | CosignatureVerifier:
     """Parse a verifier key string; the key ID in it must match the key."""
-    parts = vkey.strip().split("+")
+    parts = vkey.strip().split("+", 2)
     if len(parts) != 3:
         raise NoteError(f"verifier key {vkey!r} is not of the form name+keyid+key")
     name, id_hex, key_b64 = parts

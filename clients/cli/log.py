@@ -1,0 +1,170 @@
+"""``tally log …``: build and inspect a local transparency log (a SQLite file) by hand."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from clients.cli.output import console, emit_json, emit_raw, fail
+from clients.cli.verify import read_input
+from provenance.errors import ProvenanceError
+from provenance.keys import load_signing_key
+from provenance.merkle import leaf_hash
+from provenance.note import NoteSigner
+from provenance.storage import make_engine, sqlite_url
+from provenance.tlog.log import TransparencyLog
+
+app = typer.Typer(no_args_is_help=True, help="Build and inspect a local transparency log.")
+
+LogOption = Annotated[Path, typer.Option("--log", help="The log's SQLite file.")]
+
+
+def open_log(path: Path, *, key: Path | None = None, origin: str | None = None) -> TransparencyLog:
+    """Open the log at ``path``; with ``key`` it can append, creating it when ``origin`` is given."""
+    try:
+        signer = None
+        if key is not None:
+            signing_key = load_signing_key(key)
+            if path.exists():
+                stored = TransparencyLog.open(make_engine(sqlite_url(path))).origin
+                if origin is not None and origin != stored:
+                    fail(f"--origin {origin!r} does not match the log's origin {stored!r}")
+                origin = stored
+            if origin is None:
+                fail(f"{path} does not exist; give --origin to create a new log")
+            signer = NoteSigner(origin, signing_key)
+            if not path.exists():
+                return TransparencyLog.create(make_engine(sqlite_url(path)), signer)
+        elif not path.exists():
+            fail(f"log {path} does not exist")
+        return TransparencyLog.open(make_engine(sqlite_url(path)), signer)
+    except ProvenanceError as exc:
+        fail(str(exc))
+
+
+@app.command("append")
+def append(
+    log: LogOption,
+    key: Annotated[Path, typer.Option(help="The log's private key file (from tally keygen).")],
+    files: Annotated[
+        list[Path] | None, typer.Argument(help="Files whose bytes become one entry each.")
+    ] = None,
+    text: Annotated[
+        list[str] | None, typer.Option(help="An entry given as text (repeatable).")
+    ] = None,
+    origin: Annotated[
+        str | None, typer.Option(help="Origin of a new log (must be the key's name).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Append entries in one atomic batch and print the new signed checkpoint.
+
+    Entries the log already holds keep their index and are not appended again.
+
+    Example: tally log append --log log.db --key keys/example.com_log.key --origin example.com/log --text hello
+    """
+    entries = [read_input(path, "entry file") for path in files or []]
+    entries += [item.encode("utf-8") for item in text or []]
+    if not entries:
+        fail("nothing to append: give files or --text")
+    transparency_log = open_log(log, key=key, origin=origin)
+    try:
+        result = transparency_log.append(entries)
+    except ProvenanceError as exc:
+        fail(str(exc))
+    if as_json:
+        emit_json(
+            {
+                "indexes": list(result.indexes),
+                "new_entries": result.new_entries,
+                "size": result.size,
+                "checkpoint": result.checkpoint.decode("utf-8"),
+            }
+        )
+        return
+    console.print(
+        f"appended {result.new_entries} new entr{'y' if result.new_entries == 1 else 'ies'} "
+        f"at {', '.join(map(str, result.indexes))}; size is now {result.size}"
+    )
+    emit_raw(result.checkpoint.decode("utf-8"))
+
+
+@app.command("checkpoint")
+def checkpoint(
+    log: LogOption,
+    size: Annotated[int | None, typer.Option(help="A past tree size (default: latest).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Write the checkpoint to this file.")] = None,
+) -> None:
+    """Print the log's latest signed checkpoint (or the one for --size).
+
+    Example: tally log checkpoint --log log.db --out checkpoint.txt
+    """
+    try:
+        note = open_log(log).checkpoint(size)
+    except ProvenanceError as exc:
+        fail(str(exc))
+    if out is not None:
+        out.write_bytes(note)
+        console.print(f"wrote {out}")
+        return
+    emit_raw(note.decode("utf-8"))
+
+
+@app.command("proof")
+def proof(
+    log: LogOption,
+    index: Annotated[int | None, typer.Option(help="The entry's index.")] = None,
+    leaf_file: Annotated[
+        Path | None, typer.Option(help="Find the entry by its bytes instead of --index.")
+    ] = None,
+    size: Annotated[
+        int | None, typer.Option(help="Prove against the checkpoint of this size.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Write the tlog-proof to this file.")] = None,
+) -> None:
+    """Print a C2SP tlog-proof that an entry is in the log.
+
+    Example: tally log proof --log log.db --index 0 --out entry.tlog-proof
+    """
+    transparency_log = open_log(log)
+    try:
+        if (index is None) == (leaf_file is None):
+            fail("give exactly one of --index, --leaf-file")
+        if leaf_file is not None:
+            index = transparency_log.index_of(leaf_hash(read_input(leaf_file, "leaf file")))
+        assert index is not None
+        data = transparency_log.tlog_proof(index, size).to_bytes()
+    except ProvenanceError as exc:
+        fail(str(exc))
+    if out is not None:
+        out.write_bytes(data)
+        console.print(f"wrote {out}")
+        return
+    emit_raw(data.decode("utf-8"))
+
+
+@app.command("consistency")
+def consistency(
+    log: LogOption,
+    old: Annotated[int, typer.Option(help="The older tree size.")],
+    new: Annotated[int | None, typer.Option(help="The newer tree size (default: latest).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Print the RFC 9162 consistency proof between two tree sizes (base64, one per line).
+
+    Example: tally log consistency --log log.db --old 3
+    """
+    transparency_log = open_log(log)
+    try:
+        hashes = transparency_log.consistency_proof(old, new)
+    except ProvenanceError as exc:
+        fail(str(exc))
+    encoded = [base64.b64encode(item).decode("ascii") for item in hashes]
+    if as_json:
+        emit_json({"old": old, "new": new or transparency_log.size, "proof": encoded})
+        return
+    for line in encoded:
+        console.print(line)

@@ -1,0 +1,209 @@
+"""A C2SP witness: cosign a log's checkpoints only after checking they extend what it saw.
+
+Implements the logic of tlog-witness ``add-checkpoint``: the request carries the size the
+client thinks the witness last saw, a consistency proof from that size, and the new
+checkpoint. The witness checks the log's signature, that ``old`` is its own latest size
+(else a conflict naming its size), and the consistency proof, then records the new size
+and returns a tlog-cosignature/v1 line. It never cosigns a smaller tree or a fork.
+HTTP status mapping is the caller's business; each failure is its own exception type.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from provenance.encoding import b64decode_strict, b64encode
+from provenance.errors import NoteError, ProofError
+from provenance.merkle import MAX_PROOF_HASHES, verify_consistency
+from provenance.note import CosignatureSigner, Ed25519NoteVerifier, NoteSignature
+from provenance.tlog.checkpoint import open_checkpoint
+
+#: Largest add-checkpoint request body accepted.
+MAX_REQUEST_BYTES = 64 * 1024
+
+
+class WitnessError(NoteError):
+    """The witness refused a checkpoint."""
+
+
+class MalformedRequest(WitnessError):
+    """The add-checkpoint request could not be parsed (HTTP 400)."""
+
+
+class UnknownLog(WitnessError):
+    """The checkpoint's origin or key is not one this witness follows (HTTP 404)."""
+
+
+class SignatureRejected(WitnessError):
+    """The checkpoint is not validly signed by the log (HTTP 403)."""
+
+
+class ConsistencyRejected(WitnessError):
+    """The consistency proof does not verify (HTTP 422)."""
+
+
+class StaleSize(WitnessError):
+    """``old`` is not the witness's latest size for the log (HTTP 409)."""
+
+    def __init__(self, known_size: int) -> None:
+        super().__init__(f"the witness's latest size for this log is {known_size}")
+        self.known_size = known_size
+
+
+@dataclass(frozen=True)
+class AddCheckpointRequest:
+    """The body of a tlog-witness add-checkpoint request."""
+
+    old_size: int
+    proof: tuple[bytes, ...]
+    checkpoint: bytes
+
+    def to_bytes(self) -> bytes:
+        """Serialise as the request body."""
+        lines = [f"old {self.old_size}", *(b64encode(item) for item in self.proof)]
+        return ("\n".join(lines) + "\n\n").encode("ascii") + self.checkpoint
+
+    @classmethod
+    def parse(cls, body: bytes) -> AddCheckpointRequest:
+        """Parse a request body with limits."""
+        if len(body) > MAX_REQUEST_BYTES:
+            raise MalformedRequest(f"request is {len(body)} bytes, over {MAX_REQUEST_BYTES}")
+        head, separator, checkpoint = body.partition(b"\n\n")
+        if not separator or not checkpoint:
+            raise MalformedRequest("request has no blank line followed by a checkpoint")
+        try:
+            lines = head.decode("ascii").split("\n")
+        except UnicodeDecodeError as exc:
+            raise MalformedRequest("request header is not ASCII") from exc
+        old_text = lines[0].removeprefix("old ")
+        if not lines[0].startswith("old ") or not (old_text.isascii() and old_text.isdigit()) or (
+            old_text.startswith("0") and old_text != "0"
+        ):
+            raise MalformedRequest("request does not start with 'old N'")
+        if len(lines) - 1 > MAX_PROOF_HASHES:
+            raise MalformedRequest("request carries too many proof hashes")
+        proof = tuple(
+            b64decode_strict(line, what=f"proof hash {n}", error=MalformedRequest)
+            for n, line in enumerate(lines[1:])
+        )
+        return cls(int(old_text), proof, checkpoint)
+
+
+class WitnessState(Protocol):
+    """Where a witness keeps the latest (size, root) it cosigned per log origin."""
+
+    def latest(self, origin: str) -> tuple[int, bytes] | None:
+        """The latest (size, root hash) cosigned for ``origin``, if any."""
+
+    def advance(self, origin: str, expected_size: int, size: int, root: bytes) -> None:
+        """Record (size, root) if the stored size is still ``expected_size``; else raise
+        ``StaleSize``."""
+
+
+class JsonFileWitnessState:
+    """Witness state in a JSON file, updated under an exclusive lock by atomic rename."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._lock_path = path.with_suffix(path.suffix + ".lock")
+
+    def _read(self) -> dict[str, dict[str, object]]:
+        try:
+            data = json.loads(self._path.read_text("utf-8"))
+        except FileNotFoundError:
+            return {}
+        if not isinstance(data, dict):
+            raise WitnessError(f"witness state {self._path} is not a JSON object")
+        return data
+
+    def latest(self, origin: str) -> tuple[int, bytes] | None:
+        """The latest (size, root hash) cosigned for ``origin``, if any."""
+        entry = self._read().get(origin)
+        if entry is None:
+            return None
+        return int(str(entry["size"])), bytes.fromhex(str(entry["root"]))
+
+    def advance(self, origin: str, expected_size: int, size: int, root: bytes) -> None:
+        """Record (size, root) if the stored size is still ``expected_size``."""
+        with open(self._lock_path, "a+b") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            data = self._read()
+            current = data.get(origin)
+            current_size = int(str(current["size"])) if current else 0
+            if current_size != expected_size:
+                raise StaleSize(current_size)
+            data[origin] = {"size": size, "root": root.hex()}
+            temporary = self._path.with_suffix(self._path.suffix + ".tmp")
+            temporary.write_text(json.dumps(data, indent=2, sort_keys=True), "utf-8")
+            with open(temporary, "rb") as handle:
+                os.fsync(handle.fileno())
+            temporary.replace(self._path)
+
+
+class MemoryWitnessState:
+    """Witness state in memory (tests and single-process demos)."""
+
+    def __init__(self) -> None:
+        self._data: dict[str, tuple[int, bytes]] = {}
+
+    def latest(self, origin: str) -> tuple[int, bytes] | None:
+        """The latest (size, root hash) cosigned for ``origin``, if any."""
+        return self._data.get(origin)
+
+    def advance(self, origin: str, expected_size: int, size: int, root: bytes) -> None:
+        """Record (size, root) if the stored size is still ``expected_size``."""
+        current = self._data.get(origin, (0, b""))[0]
+        if current != expected_size:
+            raise StaleSize(current)
+        self._data[origin] = (size, root)
+
+
+class Witness:
+    """Cosigns checkpoints of the logs it follows, enforcing append-only growth."""
+
+    def __init__(
+        self,
+        signer: CosignatureSigner,
+        logs: Mapping[str, Ed25519NoteVerifier] | Sequence[Ed25519NoteVerifier],
+        state: WitnessState,
+    ) -> None:
+        self.signer = signer
+        verifiers = logs.values() if isinstance(logs, Mapping) else logs
+        self._logs = {verifier.name: verifier for verifier in verifiers}
+        self._state = state
+
+    def add_checkpoint(self, request: AddCheckpointRequest, *, now: int | None = None) -> NoteSignature:
+        """Check ``request`` and return this witness's cosignature of its checkpoint."""
+        origin = request.checkpoint.split(b"\n", 1)[0].decode("utf-8", errors="replace")
+        log_key = self._logs.get(origin)
+        if log_key is None:
+            raise UnknownLog(f"this witness does not follow a log with origin {origin!r}")
+        try:
+            verified = open_checkpoint(request.checkpoint, log_key)
+        except NoteError as exc:
+            raise SignatureRejected(f"checkpoint rejected: {exc}") from exc
+        checkpoint = verified.checkpoint
+        latest = self._state.latest(origin)
+        known_size, known_root = latest if latest else (0, b"")
+        if request.old_size != known_size:
+            raise StaleSize(known_size)
+        if checkpoint.size < known_size:
+            raise ConsistencyRejected(
+                f"checkpoint size {checkpoint.size} is smaller than the witnessed {known_size}"
+            )
+        try:
+            verify_consistency(
+                known_size, checkpoint.size, known_root, checkpoint.root_hash, request.proof
+            )
+        except ProofError as exc:
+            raise ConsistencyRejected(f"consistency proof rejected: {exc}") from exc
+        self._state.advance(origin, known_size, checkpoint.size, checkpoint.root_hash)
+        timestamp = int(time.time()) if now is None else now
+        return self.signer.sign(verified.note.text, timestamp)
