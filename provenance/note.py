@@ -251,7 +251,12 @@ def open_note(data: bytes, verifiers: Iterable[NoteVerifier]) -> VerifiedNote:
     signed twice, or when no known key signed at all.
     """
     note = parse_note(data)
-    known = {(verifier.name, verifier.key_id): verifier for verifier in verifiers}
+    known: dict[tuple[str, bytes], NoteVerifier] = {}
+    for verifier in verifiers:
+        identity = (verifier.name, verifier.key_id)
+        if identity in known and known[identity] != verifier:
+            raise NoteError(f"ambiguous key {verifier.name}+{verifier.key_id.hex()}")
+        known[identity] = verifier
     text = note.text.encode("utf-8")
     verified: list[NoteSignature] = []
     names: list[str] = []
