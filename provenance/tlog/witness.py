@@ -21,7 +21,7 @@ from typing import Protocol
 
 from provenance.encoding import b64decode_strict, b64encode
 from provenance.errors import NoteError, ProofError
-from provenance.merkle import MAX_PROOF_HASHES, verify_consistency
+from provenance.merkle import HASH_SIZE, MAX_PROOF_HASHES, verify_consistency
 from provenance.note import CosignatureSigner, Ed25519NoteVerifier, NoteSignature
 from provenance.tlog.checkpoint import open_checkpoint
 
@@ -93,6 +93,9 @@ class AddCheckpointRequest:
             b64decode_strict(line, what=f"proof hash {n}", error=MalformedRequest)
             for n, line in enumerate(lines[1:])
         )
+        for number, item in enumerate(proof):
+            if len(item) != HASH_SIZE:
+                raise MalformedRequest(f"proof hash {number} is {len(item)} bytes, expected 32")
         return cls(int(old_text), proof, checkpoint)
 
 
