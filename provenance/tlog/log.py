@@ -56,6 +56,7 @@ _ENTRY = LogEntry.__table__  # type: ignore[attr-defined]
 _NODE = LogNode.__table__  # type: ignore[attr-defined]
 _CHECKPOINT = LogCheckpoint.__table__  # type: ignore[attr-defined]
 _BLOB = LogBlob.__table__  # type: ignore[attr-defined]
+_SELECT_SIZE = select(_META.c.size)
 #: Most entries one append may carry.
 MAX_BATCH = 65536
 #: Largest blob stored beside the log.
@@ -84,6 +85,27 @@ class AppendResult:
     new_entries: int
     checkpoint: bytes
     size: int
+
+
+def _placeholder(conn: Connection) -> str:
+    """The driver's positional parameter marker."""
+    return "?" if conn.dialect.paramstyle == "qmark" else "%s"
+
+
+def _insert_rows(
+    conn: Connection, table: str, columns: tuple[str, ...], rows: list[tuple[object, ...]]
+) -> None:
+    """Bulk insert through the driver's executemany.
+
+    SQLAlchemy's per-row parameter processing costs more than SQLite's insert itself;
+    the statement text is built only from this module's constant names.
+    """
+    mark = _placeholder(conn)
+    statement = (
+        f"INSERT INTO {table} ({', '.join(columns)}) "  # noqa: S608 - constant identifiers
+        f"VALUES ({', '.join([mark] * len(columns))})"
+    )
+    conn.exec_driver_sql(statement, rows)
 
 
 class TransparencyLog:
@@ -153,8 +175,8 @@ class TransparencyLog:
             known = self._lookup_indexes(conn, hashes)
             stack = self._border(conn, size)
             indexes: list[int] = []
-            entry_rows: list[dict[str, object]] = []
-            node_rows: list[dict[str, object]] = []
+            entry_rows: list[tuple[int, bytes, bytes]] = []
+            node_rows: list[tuple[int, bytes]] = []
             new_size = size
             for entry, leaf in zip(entries, hashes, strict=True):
                 if leaf in known:
@@ -162,20 +184,20 @@ class TransparencyLog:
                     continue
                 known[leaf] = new_size
                 indexes.append(new_size)
-                entry_rows.append({"idx": new_size, "leaf_hash": leaf, "data": entry})
-                node_rows.append({"key": node_key(0, new_size), "hash": leaf})
+                entry_rows.append((new_size, leaf, entry))
+                node_rows.append((node_key(0, new_size), leaf))
                 level, position, current = 0, new_size, leaf
                 while position & 1:
                     current = node_hash(stack.pop(), current)
                     level += 1
                     position >>= 1
-                    node_rows.append({"key": node_key(level, position), "hash": current})
+                    node_rows.append((node_key(level, position), current))
                 stack.append(current)
                 new_size += 1
             self._store_blobs(conn, blob_list)
             if entry_rows:
-                conn.execute(insert(_ENTRY), entry_rows)
-                conn.execute(insert(_NODE), node_rows)
+                _insert_rows(conn, "tlog_entry", ("idx", "leaf_hash", "data"), entry_rows)
+                _insert_rows(conn, "tlog_node", ("key", "hash"), node_rows)
                 conn.execute(update(_META).values(size=new_size))
                 note = self._insert_checkpoint(conn, self._signer, new_size, fold_right(stack))
             else:
@@ -205,12 +227,15 @@ class TransparencyLog:
     def _lookup_indexes(self, conn: Connection, hashes: list[bytes]) -> dict[bytes, int]:
         found: dict[bytes, int] = {}
         unique = list(dict.fromkeys(hashes))
+        mark = _placeholder(conn)
         for start in range(0, len(unique), _LOOKUP_CHUNK):
             chunk = unique[start : start + _LOOKUP_CHUNK]
-            rows = conn.execute(
-                select(_ENTRY.c.leaf_hash, _ENTRY.c.idx).where(_ENTRY.c.leaf_hash.in_(chunk))
+            rows = conn.exec_driver_sql(
+                "SELECT leaf_hash, idx FROM tlog_entry "  # noqa: S608 - placeholders only
+                f"WHERE leaf_hash IN ({', '.join([mark] * len(chunk))})",
+                tuple(chunk),
             )
-            found.update({bytes(row.leaf_hash): int(row.idx) for row in rows})
+            found.update({bytes(leaf): int(index) for leaf, index in rows})
         return found
 
     def _border(self, conn: Connection, size: int) -> list[bytes]:
@@ -324,7 +349,7 @@ class TransparencyLog:
         return TlogProof(index=index, hashes=tuple(proof), checkpoint=note)
 
     def _check_size(self, conn: Connection, size: int | None) -> int:
-        current = int(conn.execute(select(_META.c.size)).scalar_one())
+        current = int(conn.execute(_SELECT_SIZE).scalar_one())
         if size is None:
             return current
         if not 0 <= size <= current:
@@ -339,8 +364,13 @@ class TransparencyLog:
         if not ids:
             return []
         keys = [node_key(level, index) for level, index in ids]
-        rows = conn.execute(select(_NODE.c.key, _NODE.c.hash).where(_NODE.c.key.in_(set(keys))))
-        found = {int(row.key): bytes(row.hash) for row in rows}
+        unique = tuple(set(keys))
+        rows = conn.exec_driver_sql(
+            "SELECT key, hash FROM tlog_node "  # noqa: S608 - placeholders only
+            f"WHERE key IN ({', '.join([_placeholder(conn)] * len(unique))})",
+            unique,
+        )
+        found = {int(key): bytes(value) for key, value in rows}
         missing = [ids[i] for i, key in enumerate(keys) if key not in found]
         if missing:
             raise LogError(f"log storage is missing tree nodes {missing[:3]}: it is corrupt")
