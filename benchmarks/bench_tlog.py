@@ -32,7 +32,11 @@ def make_entry(number: int) -> bytes:
     """A leaf shaped like the log's real records (~180 bytes of canonical JSON)."""
     digest = leaf_hash(number.to_bytes(8, "big")).hex()
     return canonical_json(
-        {"type": "usage-receipt", "envelope": f"sha256:{digest}", "subjects": [f"sha256:{digest[::-1]}"]}
+        {
+            "type": "usage-receipt",
+            "envelope": f"sha256:{digest}",
+            "subjects": [f"sha256:{digest[::-1]}"],
+        }
     )
 
 
@@ -111,8 +115,14 @@ def main() -> None:
         return
     print(f"entries: {size:,} in batches of {args.batch} (SQLite WAL, synchronous=FULL)")
     print(f"appends:      {results['append_per_s']:>10,}/s  (target >= 10,000/s)")
-    print(f"raw inserts:  {results['raw_sqlite_insert_per_s']:>10,}/s  baseline; ours/raw = {results['append_vs_raw_ratio']}")
-    print(f"proof build:  {results['proof_build_ms']:>10} ms  (target < 1 ms; in-memory tree {results['in_memory_proof_build_ms']} ms)")
+    print(
+        f"raw inserts:  {results['raw_sqlite_insert_per_s']:>10,}/s  baseline; "
+        f"ours/raw = {results['append_vs_raw_ratio']}"
+    )
+    print(
+        f"proof build:  {results['proof_build_ms']:>10} ms  (target < 1 ms; "
+        f"in-memory tree {results['in_memory_proof_build_ms']} ms)"
+    )
     print(f"proof verify: {results['proof_verify_ms']:>10} ms  (target < 0.2 ms)")
     print(f"log database: {results['log_db_mib']} MiB")
 

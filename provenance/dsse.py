@@ -118,9 +118,7 @@ def sign_envelope(payload: bytes, payload_type: str, keys: Sequence[SigningKey])
     if not keys:
         raise EnvelopeError("at least one signing key is needed")
     message = pae(payload_type, payload)
-    signatures = tuple(
-        Signature(sig=key.sign(message), keyid=key.public_key.did) for key in keys
-    )
+    signatures = tuple(Signature(sig=key.sign(message), keyid=key.public_key.did) for key in keys)
     return Envelope(payload_type, payload, signatures)
 
 

@@ -155,7 +155,7 @@ class SigningKey:
         return self._key.sign(message)
 
     def private_pem(self) -> bytes:
-        """Return the key as an unencrypted PKCS#8 PEM (write it only with ``write_signing_key``)."""
+        """Return the key as unencrypted PKCS#8 PEM; write it only with ``write_signing_key``."""
         return self._key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,

@@ -248,14 +248,10 @@ def _check_hashes(proof: Sequence[bytes], what: str) -> None:
         raise ProofError(f"{what} has {len(proof)} hashes, more than any tree can need")
     for position, item in enumerate(proof):
         if len(item) != HASH_SIZE:
-            raise ProofError(
-                f"{what} hash {position} is {len(item)} bytes, expected {HASH_SIZE}"
-            )
+            raise ProofError(f"{what} hash {position} is {len(item)} bytes, expected {HASH_SIZE}")
 
 
-def root_from_inclusion_proof(
-    leaf: bytes, index: int, size: int, proof: Sequence[bytes]
-) -> bytes:
+def root_from_inclusion_proof(leaf: bytes, index: int, size: int, proof: Sequence[bytes]) -> bytes:
     """Recompute the root implied by an inclusion proof (RFC 9162 2.1.3.2)."""
     if not 0 <= index < size:
         raise ProofError(f"leaf index {index} is not below the tree size {size}")
@@ -311,15 +307,15 @@ def verify_consistency(
             f"a consistency proof needs 0 <= old size <= new size, got {old_size} and {new_size}"
         )
     _check_hashes(proof, "consistency proof")
-    if old_size == 0:
-        if proof:
-            raise ProofError("a consistency proof from the empty tree must be empty")
-        return
     if old_size == new_size:
         if proof:
             raise ProofError("a consistency proof between equal sizes must be empty")
         if old_root != new_root:
             raise ProofError(f"trees of equal size {old_size} have different roots")
+        return
+    if old_size == 0:
+        if proof:
+            raise ProofError("a consistency proof from the empty tree must be empty")
         return
     if not proof:
         raise ProofError("consistency proof is empty")
@@ -351,5 +347,3 @@ def verify_consistency(
         raise ProofError(f"consistency proof does not lead to the old root for size {old_size}")
     if sr != new_root:
         raise ProofError(f"consistency proof does not lead to the new root for size {new_size}")
-
-

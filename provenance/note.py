@@ -264,10 +264,10 @@ def open_note(data: bytes, verifiers: Iterable[NoteVerifier]) -> VerifiedNote:
     seen: set[tuple[str, bytes]] = set()
     for signature in note.signatures:
         identity = (signature.name, signature.key_id)
-        verifier = known.get(identity)
-        if verifier is None:
+        if identity not in known:
             unverified.append(signature)
             continue
+        verifier = known[identity]
         if identity in seen:
             raise NoteError(f"note has more than one signature by key {signature.name!r}")
         seen.add(identity)
@@ -301,9 +301,7 @@ class NoteSigner:
     def sign(self, text: str) -> NoteSignature:
         """Sign ``text`` (which must be valid note text)."""
         check_note_text(text)
-        return NoteSignature(
-            self.name, self.verifier.key_id, self.key.sign(text.encode("utf-8"))
-        )
+        return NoteSignature(self.name, self.verifier.key_id, self.key.sign(text.encode("utf-8")))
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,13 @@ from provenance.chunking import chunk_path
 from provenance.keys import SigningKey, write_public_key, write_signing_key
 from provenance.merkle import leaf_hash, verify_consistency
 from provenance.note import CosignatureSigner, NoteSigner
-from provenance.statement import Statement, Subject, predicate_type, sign_statement, verify_statement
+from provenance.statement import (
+    Statement,
+    Subject,
+    predicate_type,
+    sign_statement,
+    verify_statement,
+)
 from provenance.storage import make_engine, sqlite_url
 from provenance.tlog.checkpoint import open_checkpoint
 from provenance.tlog.log import TransparencyLog
@@ -47,7 +53,9 @@ def _make_dataset(directory: Path, number: int) -> Path:
     dataset = directory / f"dataset-{number}"
     dataset.mkdir(parents=True)
     for shard in range(3):
-        rows = "\n".join(f"{number},{shard},{row},{(row * 7919 + number) % 997}" for row in range(4000))
+        rows = "\n".join(
+            f"{number},{shard},{row},{(row * 7919 + number) % 997}" for row in range(4000)
+        )
         (dataset / f"part-{shard}.csv").write_text("creator,shard,row,value\n" + rows + "\n")
     return dataset
 
@@ -82,7 +90,9 @@ def demo(
         witness_key = _write_key(keys_dir, WITNESS_NAME)
         log_signer = NoteSigner(LOG_ORIGIN, log_key)
         witness = Witness(
-            CosignatureSigner(WITNESS_NAME, witness_key), [log_signer.verifier], MemoryWitnessState()
+            CosignatureSigner(WITNESS_NAME, witness_key),
+            [log_signer.verifier],
+            MemoryWitnessState(),
         )
         (keys_dir / "log.vkey").write_text(log_signer.verifier.vkey + "\n")
         (keys_dir / "witness.vkey").write_text(witness.signer.verifier.vkey + "\n")
@@ -126,7 +136,9 @@ def demo(
         old = open_checkpoint(first.checkpoint, log_signer.verifier).checkpoint
         new = open_checkpoint(second.checkpoint, log_signer.verifier).checkpoint
         verify_consistency(old.size, new.size, old.root_hash, new.root_hash, proof)
-        cosign = witness.add_checkpoint(AddCheckpointRequest(old.size, tuple(proof), second.checkpoint))
+        cosign = witness.add_checkpoint(
+            AddCheckpointRequest(old.size, tuple(proof), second.checkpoint)
+        )
         checkpoint_note = log.add_cosignature(second.size, cosign)
         (root / "checkpoint.txt").write_bytes(checkpoint_note)
 

@@ -23,7 +23,7 @@ LogOption = Annotated[Path, typer.Option("--log", help="The log's SQLite file.")
 
 
 def open_log(path: Path, *, key: Path | None = None, origin: str | None = None) -> TransparencyLog:
-    """Open the log at ``path``; with ``key`` it can append, creating it when ``origin`` is given."""
+    """Open the log at ``path``; with ``key`` it can append (``origin`` creates a new log)."""
     try:
         signer = None
         if key is not None:
@@ -64,7 +64,8 @@ def append(
 
     Entries the log already holds keep their index and are not appended again.
 
-    Example: tally log append --log log.db --key keys/example.com_log.key --origin example.com/log --text hello
+    Example: tally log append --log log.db --key keys/example.com_log.key
+    --origin example.com/log --text hello
     """
     entries = [read_input(path, "entry file") for path in files or []]
     entries += [item.encode("utf-8") for item in text or []]

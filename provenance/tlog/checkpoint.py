@@ -66,8 +66,10 @@ class Checkpoint:
         origin, size_text, root_text, *extensions = lines
         if not origin:
             raise NoteError("checkpoint origin line is empty")
-        if not size_text.isascii() or not size_text.isdigit() or (
-            size_text.startswith("0") and size_text != "0"
+        if (
+            not size_text.isascii()
+            or not size_text.isdigit()
+            or (size_text.startswith("0") and size_text != "0")
         ):
             raise NoteError(f"checkpoint size {size_text!r} is not a canonical decimal number")
         size = int(size_text)

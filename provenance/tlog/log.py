@@ -93,7 +93,7 @@ def _placeholder(conn: Connection) -> str:
 
 
 def _insert_rows(
-    conn: Connection, table: str, columns: tuple[str, ...], rows: list[tuple[object, ...]]
+    conn: Connection, table: str, columns: tuple[str, ...], rows: Sequence[tuple[object, ...]]
 ) -> None:
     """Bulk insert through the driver's executemany.
 
@@ -209,9 +209,7 @@ class TransparencyLog:
         with write_transaction(self._engine) as conn:
             note = self._checkpoint_note(conn, size)
             merged = add_signatures(note, [signature])
-            conn.execute(
-                update(_CHECKPOINT).where(_CHECKPOINT.c.size == size).values(note=merged)
-            )
+            conn.execute(update(_CHECKPOINT).where(_CHECKPOINT.c.size == size).values(note=merged))
         return merged
 
     @staticmethod

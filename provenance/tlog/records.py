@@ -70,7 +70,9 @@ def envelope_bytes(envelope: Envelope) -> bytes:
     return canonical_json(envelope.to_dict())
 
 
-def record_for(record_type: str, envelope: Envelope, statement: Statement) -> tuple[LogRecord, Blob]:
+def record_for(
+    record_type: str, envelope: Envelope, statement: Statement
+) -> tuple[LogRecord, Blob]:
     """The leaf and blob for a verified envelope and the Statement it carries."""
     data = envelope_bytes(envelope)
     subjects = tuple(
@@ -85,5 +87,7 @@ def append_records(
     log: TransparencyLog, items: Sequence[tuple[str, Envelope, Statement]]
 ) -> AppendResult:
     """Append verified envelopes as records, storing the envelopes in the same transaction."""
-    pairs = [record_for(record_type, envelope, statement) for record_type, envelope, statement in items]
+    pairs = [
+        record_for(record_type, envelope, statement) for record_type, envelope, statement in items
+    ]
     return log.append([record.to_entry() for record, _ in pairs], blobs=[blob for _, blob in pairs])

@@ -17,8 +17,8 @@ from provenance.errors import LogError
 TILE_HEIGHT = 8
 TILE_WIDTH = 1 << TILE_HEIGHT
 MAX_ENTRY_BYTES = 0xFFFF
-#: Largest tile level a 64-bit tree can need.
-MAX_TILE_LEVEL = 63 // TILE_HEIGHT + 1
+#: Largest tile level accepted in a path (as trillian-tessera's parser).
+MAX_TILE_LEVEL = 63
 
 
 def encode_index(number: int) -> str:
@@ -43,8 +43,10 @@ def decode_index(elements: list[str]) -> int:
     for position, element in enumerate(elements):
         last = position == len(elements) - 1
         digits = element if last else element.removeprefix("x")
-        if (not last and not element.startswith("x")) or len(digits) != 3 or not (
-            digits.isascii() and digits.isdigit()
+        if (
+            (not last and not element.startswith("x"))
+            or len(digits) != 3
+            or not (digits.isascii() and digits.isdigit())
         ):
             raise LogError(f"tile path element {element!r} is malformed")
         number = number * 1000 + int(digits)
@@ -90,7 +92,7 @@ def parse_tile_path(path: str) -> TileRef:
         raise LogError(f"tile level {kind!r} is malformed")
     level = int(kind)
     if level > MAX_TILE_LEVEL:
-        raise LogError(f"tile level {level} is beyond any 64-bit tree")
+        raise LogError(f"tile level {level} is above the maximum {MAX_TILE_LEVEL}")
     return TileRef(level, index, width)
 
 

@@ -21,7 +21,7 @@ from typing import Protocol
 
 from provenance.encoding import b64decode_strict, b64encode
 from provenance.errors import NoteError, ProofError
-from provenance.merkle import HASH_SIZE, MAX_PROOF_HASHES, verify_consistency
+from provenance.merkle import EMPTY_ROOT, HASH_SIZE, MAX_PROOF_HASHES, verify_consistency
 from provenance.note import CosignatureSigner, Ed25519NoteVerifier, NoteSignature
 from provenance.tlog.checkpoint import open_checkpoint
 
@@ -83,8 +83,10 @@ class AddCheckpointRequest:
         except UnicodeDecodeError as exc:
             raise MalformedRequest("request header is not ASCII") from exc
         old_text = lines[0].removeprefix("old ")
-        if not lines[0].startswith("old ") or not (old_text.isascii() and old_text.isdigit()) or (
-            old_text.startswith("0") and old_text != "0"
+        if (
+            not lines[0].startswith("old ")
+            or not (old_text.isascii() and old_text.isdigit())
+            or (old_text.startswith("0") and old_text != "0")
         ):
             raise MalformedRequest("request does not start with 'old N'")
         if len(lines) - 1 > MAX_PROOF_HASHES:
@@ -182,7 +184,9 @@ class Witness:
         self._logs = {verifier.name: verifier for verifier in verifiers}
         self._state = state
 
-    def add_checkpoint(self, request: AddCheckpointRequest, *, now: int | None = None) -> NoteSignature:
+    def add_checkpoint(
+        self, request: AddCheckpointRequest, *, now: int | None = None
+    ) -> NoteSignature:
         """Check ``request`` and return this witness's cosignature of its checkpoint."""
         origin = request.checkpoint.split(b"\n", 1)[0].decode("utf-8", errors="replace")
         log_key = self._logs.get(origin)
@@ -194,7 +198,7 @@ class Witness:
             raise SignatureRejected(f"checkpoint rejected: {exc}") from exc
         checkpoint = verified.checkpoint
         latest = self._state.latest(origin)
-        known_size, known_root = latest if latest else (0, b"")
+        known_size, known_root = latest if latest else (0, EMPTY_ROOT)
         if request.old_size != known_size:
             raise StaleSize(known_size)
         if checkpoint.size < known_size:

@@ -46,17 +46,42 @@ def built_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ok("keygen", "--name", "example.com/log", "--out", "keys", cwd=root)
     (root / "entry.txt").write_bytes(b"an entry from a file\n")
     key = "keys/example.com_log.key"
-    ok("log", "append", "--log", "log.db", "--key", key, "--origin", "example.com/log",
-       "--text", "first", "--text", "second", cwd=root)
+    ok(
+        "log",
+        "append",
+        "--log",
+        "log.db",
+        "--key",
+        key,
+        "--origin",
+        "example.com/log",
+        "--text",
+        "first",
+        "--text",
+        "second",
+        cwd=root,
+    )
     ok("log", "append", "--log", "log.db", "--key", key, "entry.txt", "--text", "third", cwd=root)
     ok("log", "checkpoint", "--log", "log.db", "--out", "checkpoint.txt", cwd=root)
     ok("log", "proof", "--log", "log.db", "--index", "1", "--out", "second.tlog-proof", cwd=root)
-    ok("log", "proof", "--log", "log.db", "--leaf-file", "entry.txt", "--out", "file.tlog-proof", cwd=root)
+    ok(
+        "log",
+        "proof",
+        "--log",
+        "log.db",
+        "--leaf-file",
+        "entry.txt",
+        "--out",
+        "file.tlog-proof",
+        cwd=root,
+    )
     return root
 
 
 def test_keygen_writes_owner_only_private_key(tmp_path: Path) -> None:
-    data = json.loads(ok("keygen", "--name", "alice", "--out", str(tmp_path), "--witness", "--json"))
+    data = json.loads(
+        ok("keygen", "--name", "alice", "--out", str(tmp_path), "--witness", "--json")
+    )
     assert stat.S_IMODE((tmp_path / "alice.key").stat().st_mode) == 0o600
     assert data["verifier_key"].startswith("alice+")
     assert data["did"].startswith("did:key:z6Mk")
@@ -68,8 +93,18 @@ def test_keygen_writes_owner_only_private_key(tmp_path: Path) -> None:
 
 def test_log_append_is_content_addressed(built_log: Path) -> None:
     result = json.loads(
-        ok("log", "append", "--log", "log.db", "--key", "keys/example.com_log.key",
-           "--text", "second", "--json", cwd=built_log)
+        ok(
+            "log",
+            "append",
+            "--log",
+            "log.db",
+            "--key",
+            "keys/example.com_log.key",
+            "--text",
+            "second",
+            "--json",
+            cwd=built_log,
+        )
     )
     assert result["indexes"] == [1]
     assert result["new_entries"] == 0
@@ -77,36 +112,88 @@ def test_log_append_is_content_addressed(built_log: Path) -> None:
 
 
 def test_verify_checkpoint(built_log: Path) -> None:
-    out = ok("verify", "checkpoint", "--key", "keys/example.com_log.vkey", "checkpoint.txt", cwd=built_log)
-    assert "OK" in out and "size 4" in out
-    data = json.loads(ok("verify", "checkpoint", "--key", "keys/example.com_log.vkey", "checkpoint.txt", "--json", cwd=built_log))
+    out = ok(
+        "verify",
+        "checkpoint",
+        "--key",
+        "keys/example.com_log.vkey",
+        "checkpoint.txt",
+        cwd=built_log,
+    )
+    assert "OK" in out
+    assert "size 4" in out
+    data = json.loads(
+        ok(
+            "verify",
+            "checkpoint",
+            "--key",
+            "keys/example.com_log.vkey",
+            "checkpoint.txt",
+            "--json",
+            cwd=built_log,
+        )
+    )
     assert data["size"] == 4
-    message = refused("verify", "checkpoint", "--key", "keys/example.com_log.vkey",
-                      "--origin", "elsewhere", "checkpoint.txt", cwd=built_log)
+    message = refused(
+        "verify",
+        "checkpoint",
+        "--key",
+        "keys/example.com_log.vkey",
+        "--origin",
+        "elsewhere",
+        "checkpoint.txt",
+        cwd=built_log,
+    )
     assert "origin is 'example.com/log', expected 'elsewhere'" in message
 
 
-def test_verify_checkpoint_refuses_tampering_and_other_keys(built_log: Path, tmp_path: Path) -> None:
+def test_verify_checkpoint_refuses_tampering_and_other_keys(
+    built_log: Path, tmp_path: Path
+) -> None:
     text = (built_log / "checkpoint.txt").read_bytes()
     (tmp_path / "tampered.txt").write_bytes(text.replace(b"\n4\n", b"\n5\n", 1))
-    message = refused("verify", "checkpoint", "--key", str(built_log / "keys/example.com_log.vkey"),
-                      str(tmp_path / "tampered.txt"))
+    message = refused(
+        "verify",
+        "checkpoint",
+        "--key",
+        str(built_log / "keys/example.com_log.vkey"),
+        str(tmp_path / "tampered.txt"),
+    )
     assert "does not verify" in message
     ok("keygen", "--name", "example.com/log", "--out", str(tmp_path / "k"))
-    message = refused("verify", "checkpoint", "--key", str(tmp_path / "k/example.com_log.vkey"),
-                      str(built_log / "checkpoint.txt"))
+    message = refused(
+        "verify",
+        "checkpoint",
+        "--key",
+        str(tmp_path / "k/example.com_log.vkey"),
+        str(built_log / "checkpoint.txt"),
+    )
     assert "no signature by a trusted key" in message
-    assert "not of the form" in refused("verify", "checkpoint", "--key", "nonsense+x", str(built_log / "checkpoint.txt"))
+    assert "not of the form" in refused(
+        "verify", "checkpoint", "--key", "nonsense+x", str(built_log / "checkpoint.txt")
+    )
 
 
 def test_verify_tlog_proof_with_each_leaf_form(built_log: Path) -> None:
     vkey = "keys/example.com_log.vkey"
     leaf = hashlib.sha256(b"\x00second").digest()
-    for option in (["--leaf", "second"], ["--leaf-hash", leaf.hex()],
-                   ["--leaf-hash", base64.b64encode(leaf).decode()]):
+    for option in (
+        ["--leaf", "second"],
+        ["--leaf-hash", leaf.hex()],
+        ["--leaf-hash", base64.b64encode(leaf).decode()],
+    ):
         out = ok("verify", "tlog-proof", "--key", vkey, *option, "second.tlog-proof", cwd=built_log)
         assert "entry 1 is in example.com/log at size" in out
-    ok("verify", "tlog-proof", "--key", vkey, "--leaf-file", "entry.txt", "file.tlog-proof", cwd=built_log)
+    ok(
+        "verify",
+        "tlog-proof",
+        "--key",
+        vkey,
+        "--leaf-file",
+        "entry.txt",
+        "file.tlog-proof",
+        cwd=built_log,
+    )
 
 
 def test_verify_tlog_proof_failures_are_one_line(built_log: Path, tmp_path: Path) -> None:
@@ -114,42 +201,77 @@ def test_verify_tlog_proof_failures_are_one_line(built_log: Path, tmp_path: Path
     proof = str(built_log / "second.tlog-proof")
     assert "inclusion" in refused("verify", "tlog-proof", "--key", vkey, "--leaf", "first", proof)
     assert "exactly one of" in refused("verify", "tlog-proof", "--key", vkey, proof)
-    assert "64 hex digits" in refused("verify", "tlog-proof", "--key", vkey, "--leaf-hash", "zz", proof)
+    assert "64 hex digits" in refused(
+        "verify", "tlog-proof", "--key", vkey, "--leaf-hash", "zz", proof
+    )
     assert "1 is more than the 0" in refused(
-        "verify", "tlog-proof", "--key", vkey, "--leaf", "second", "--min-witnesses", "1", proof)
+        "verify", "tlog-proof", "--key", vkey, "--leaf", "second", "--min-witnesses", "1", proof
+    )
     text = (built_log / "second.tlog-proof").read_text()
     truncated = tmp_path / "truncated.tlog-proof"
     head, checkpoint = text.split("\n\n", 1)
     truncated.write_text("\n".join(head.split("\n")[:-1]) + "\n\n" + checkpoint)
-    assert "shorter" in refused("verify", "tlog-proof", "--key", vkey, "--leaf", "second", str(truncated))
-    assert "cannot read" in refused("verify", "tlog-proof", "--key", vkey, "--leaf", "x", str(tmp_path / "missing"))
+    assert "shorter" in refused(
+        "verify", "tlog-proof", "--key", vkey, "--leaf", "second", str(truncated)
+    )
+    assert "cannot read" in refused(
+        "verify", "tlog-proof", "--key", vkey, "--leaf", "x", str(tmp_path / "missing")
+    )
 
 
 def test_verify_envelope(tmp_path: Path) -> None:
     key = SigningKey.generate()
     write_public_key(key.public_key, tmp_path / "creator.pub")
-    statement = Statement((Subject("data", {"sha256": "00" * 32}),), predicate_type("dataset-manifest"))
+    statement = Statement(
+        (Subject("data", {"sha256": "00" * 32}),), predicate_type("dataset-manifest")
+    )
     envelope = sign_statement(statement, [key])
     (tmp_path / "env.json").write_bytes(envelope_bytes(envelope))
-    out = ok("verify", "envelope", "--key", str(tmp_path / "creator.pub"), str(tmp_path / "env.json"))
+    out = ok(
+        "verify", "envelope", "--key", str(tmp_path / "creator.pub"), str(tmp_path / "env.json")
+    )
     assert "payloadType application/vnd.in-toto+json" in out
     assert "dataset-manifest/v1" in out
     document = json.loads((tmp_path / "env.json").read_text())
     document["payload"] = base64.b64encode(base64.b64decode(document["payload"]) + b" ").decode()
     (tmp_path / "tampered.json").write_text(json.dumps(document))
-    message = refused("verify", "envelope", "--key", str(tmp_path / "creator.pub"), str(tmp_path / "tampered.json"))
+    message = refused(
+        "verify",
+        "envelope",
+        "--key",
+        str(tmp_path / "creator.pub"),
+        str(tmp_path / "tampered.json"),
+    )
     assert "0 valid signature" in message
 
 
 def test_log_commands_on_missing_or_foreign_files(tmp_path: Path) -> None:
     assert "does not exist" in refused("log", "checkpoint", "--log", str(tmp_path / "none.db"))
     ok("keygen", "--name", "k", "--out", str(tmp_path))
-    assert "give --origin" in refused("log", "append", "--log", str(tmp_path / "new.db"),
-                                      "--key", str(tmp_path / "k.key"), "--text", "x")
+    assert "give --origin" in refused(
+        "log",
+        "append",
+        "--log",
+        str(tmp_path / "new.db"),
+        "--key",
+        str(tmp_path / "k.key"),
+        "--text",
+        "x",
+    )
     assert not (tmp_path / "new.db").exists()
     (tmp_path / "k.key").chmod(0o644)
-    assert "chmod 600" in refused("log", "append", "--log", str(tmp_path / "new.db"),
-                                  "--key", str(tmp_path / "k.key"), "--origin", "k", "--text", "x")
+    assert "chmod 600" in refused(
+        "log",
+        "append",
+        "--log",
+        str(tmp_path / "new.db"),
+        "--key",
+        str(tmp_path / "k.key"),
+        "--origin",
+        "k",
+        "--text",
+        "x",
+    )
 
 
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
@@ -157,14 +279,34 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert summary["size"] == 3
     assert summary["witnessed_by"] == ["demo.tallystick.local/witness"]
     demo = tmp_path / "demo"
-    ok("verify", "tlog-proof", "--key", str(demo / "keys/log.vkey"), "--witness", str(demo / "keys/witness.vkey"),
-       "--min-witnesses", "1", "--leaf-file", str(demo / "entry-0.json"), str(demo / "entry-0.tlog-proof"))
+    ok(
+        "verify",
+        "tlog-proof",
+        "--key",
+        str(demo / "keys/log.vkey"),
+        "--witness",
+        str(demo / "keys/witness.vkey"),
+        "--min-witnesses",
+        "1",
+        "--leaf-file",
+        str(demo / "entry-0.json"),
+        str(demo / "entry-0.tlog-proof"),
+    )
 
 
 @pytest.mark.parametrize(
     "command",
-    [["demo"], ["keygen"], ["verify", "checkpoint"], ["verify", "tlog-proof"], ["verify", "envelope"],
-     ["log", "append"], ["log", "checkpoint"], ["log", "proof"], ["log", "consistency"]],
+    [
+        ["demo"],
+        ["keygen"],
+        ["verify", "checkpoint"],
+        ["verify", "tlog-proof"],
+        ["verify", "envelope"],
+        ["log", "append"],
+        ["log", "checkpoint"],
+        ["log", "proof"],
+        ["log", "consistency"],
+    ],
 )
 def test_every_command_has_help_with_an_example(command: list[str]) -> None:
     assert "Example: tally" in ok(*command, "--help")

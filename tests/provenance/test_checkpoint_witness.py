@@ -11,7 +11,12 @@ from provenance.errors import LogError, NoteError, ProofError
 from provenance.keys import SigningKey
 from provenance.merkle import MerkleTree, leaf_hash
 from provenance.note import CosignatureSigner, NoteSigner, add_signatures, sign_note
-from provenance.tlog.checkpoint import Checkpoint, open_checkpoint, require_cosignatures, sign_checkpoint
+from provenance.tlog.checkpoint import (
+    Checkpoint,
+    open_checkpoint,
+    require_cosignatures,
+    sign_checkpoint,
+)
 from provenance.tlog.proof import TlogProof
 from provenance.tlog.tiles import TileRef, decode_bundle, encode_bundle, parse_tile_path, tile_width
 from provenance.tlog.witness import (
@@ -75,7 +80,9 @@ def test_checkpoint_origin_and_key_are_enforced() -> None:
 
 def test_witness_quorum() -> None:
     note = signed(5)
-    cosigned = add_signatures(note, [WITNESS.sign(open_checkpoint(note, LOG.verifier).note.text, 1)])
+    cosigned = add_signatures(
+        note, [WITNESS.sign(open_checkpoint(note, LOG.verifier).note.text, 1)]
+    )
     verified = open_checkpoint(cosigned, LOG.verifier, witnesses=[WITNESS.verifier])
     assert require_cosignatures(verified, [WITNESS.verifier], 1) == [("witness.example", 1)]
     other = CosignatureSigner("witness2.example", SigningKey.generate())
@@ -127,7 +134,15 @@ def test_tile_paths() -> None:
     assert TileRef(0, 1234067).path() == "tile/0/x001/x234/067"
     assert TileRef(None, 3, 7).path() == "tile/entries/003.p/7"
     assert parse_tile_path("tile/2/x001/000.p/255") == TileRef(2, 1000, 255)
-    for bad in ["tile/0/1234", "tile/0/x1/234", "tile/0/001.p/256", "tile/0/001.p/0", "tile/01/001", "tile/0/001.p/07", "tlog/0/001"]:
+    for bad in [
+        "tile/0/1234",
+        "tile/0/x1/234",
+        "tile/0/001.p/256",
+        "tile/0/001.p/0",
+        "tile/01/001",
+        "tile/0/001.p/07",
+        "tlog/0/001",
+    ]:
         with pytest.raises(LogError):
             parse_tile_path(bad)
     assert tile_width(0, 1, 300) == 44
@@ -172,7 +187,9 @@ def test_witness_refuses_forks_and_bad_input() -> None:
     w.add_checkpoint(AddCheckpointRequest(0, (), signed(4, source)))
     fork = MerkleTree(leaf_hash(b"fork-%d" % n) for n in range(10))
     with pytest.raises(ConsistencyRejected, match="consistency proof rejected"):
-        w.add_checkpoint(AddCheckpointRequest(4, tuple(fork.consistency_proof(4)), signed(10, fork)))
+        w.add_checkpoint(
+            AddCheckpointRequest(4, tuple(fork.consistency_proof(4)), signed(10, fork))
+        )
     with pytest.raises(ConsistencyRejected, match="different roots"):
         w.add_checkpoint(AddCheckpointRequest(4, (), signed(4, fork)))
     other_log = NoteSigner("other.example/log", SigningKey.generate())

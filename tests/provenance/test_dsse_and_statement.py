@@ -95,9 +95,15 @@ def test_untrusted_signer_and_misleading_keyid() -> None:
         ('{"payload":"eA==","payloadType":"t","signatures":[]}', "non-empty list"),
         ('{"payload":"e!A=","payloadType":"t","signatures":[{"sig":"AA=="}]}', "not valid base64"),
         ('{"payload":"eA==","payloadType":"t","signatures":[{"sig":"A+_A"}]}', "mixes"),
-        ('{"payload":"eA==","payloadType":"t","signatures":[{}]}', r"signatures\[0\].sig is missing"),
+        (
+            '{"payload":"eA==","payloadType":"t","signatures":[{}]}',
+            r"signatures\[0\].sig is missing",
+        ),
         ('{"payload":"eA==","payloadType":"t","signatures":[{"sig":"AA==","keyid":1}]}', "keyid"),
-        ('{"payload":"eA==","payloadType":"t","signatures":[{"sig":"AA=="}],"x":1}', "unknown fields: x"),
+        (
+            '{"payload":"eA==","payloadType":"t","signatures":[{"sig":"AA=="}],"x":1}',
+            "unknown fields: x",
+        ),
         ('{"payload":"eA==","payload":"eA==","payloadType":"t","signatures":[]}', "more than once"),
     ],
 )
@@ -134,8 +140,12 @@ def test_statement_round_trip() -> None:
 
 def test_statement_predicate_type_is_enforced() -> None:
     envelope = sign_statement(statement(), [CREATOR])
-    with pytest.raises(StatementError, match="expected 'https://tallystick.dev/attestation/usage-receipt/v1'"):
-        verify_statement(envelope, [CREATOR.public_key], predicate_type=predicate_type("usage-receipt"))
+    with pytest.raises(
+        StatementError, match="expected 'https://tallystick.dev/attestation/usage-receipt/v1'"
+    ):
+        verify_statement(
+            envelope, [CREATOR.public_key], predicate_type=predicate_type("usage-receipt")
+        )
 
 
 @pytest.mark.parametrize(
@@ -168,6 +178,9 @@ def test_malformed_statements_are_rejected(payload: bytes, message: str) -> None
 
 
 def test_predicate_names_are_checked() -> None:
-    assert predicate_type("dataset-manifest") == "https://tallystick.dev/attestation/dataset-manifest/v1"
+    assert (
+        predicate_type("dataset-manifest")
+        == "https://tallystick.dev/attestation/dataset-manifest/v1"
+    )
     with pytest.raises(StatementError, match="lowercase words"):
         predicate_type("Round Proof")

@@ -82,7 +82,10 @@ def test_signature_verification() -> None:
 
 
 def test_canonical_json_follows_rfc8785() -> None:
-    assert canonical_json({"b": [1, "é"], "a": 1.0, "c": None}) == '{"a":1,"b":[1,"é"],"c":null}'.encode()
+    assert (
+        canonical_json({"b": [1, "é"], "a": 1.0, "c": None})
+        == '{"a":1,"b":[1,"é"],"c":null}'.encode()
+    )
     assert digest_of({"a": 1}) == digest_of({"a": 1.0})
     with pytest.raises(CanonicalizationError):
         canonical_json({"n": 2**60})
@@ -96,7 +99,7 @@ def test_canonical_json_follows_rfc8785() -> None:
         (b'{"a":1,"a":2}', "key 'a' more than once"),
         (b'{"a":NaN}', "non-finite"),
         (b'{"a":', "not valid JSON"),
-        (b'\xff{}', "not valid UTF-8"),
+        (b"\xff{}", "not valid UTF-8"),
         (b"[" * 70 + b"]" * 70, "deeper than 64"),
         (b" " * 2000, "over the limit of 1000"),
     ],

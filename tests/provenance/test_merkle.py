@@ -67,7 +67,9 @@ def leaves(n: int) -> list[bytes]:
 def test_hashing_primitives() -> None:
     assert EMPTY_ROOT.hex() == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
     assert leaf_hash(b"") == hashlib.sha256(b"\x00").digest()
-    assert node_hash(b"a" * 32, b"b" * 32) == hashlib.sha256(b"\x01" + b"a" * 32 + b"b" * 32).digest()
+    assert (
+        node_hash(b"a" * 32, b"b" * 32) == hashlib.sha256(b"\x01" + b"a" * 32 + b"b" * 32).digest()
+    )
 
 
 @pytest.mark.parametrize("size", range(0, 40))

@@ -28,7 +28,10 @@ VECTORS: dict[str, Any] = json.loads(
 )
 PETER = VECTORS["verifier_list_cases"]["peter"]
 ENOCH = VECTORS["verifier_list_cases"]["enoch"]
-TEXT = "If you think cryptography is the answer to your problem,\nthen you don't know what your problem is.\n"
+TEXT = (
+    "If you think cryptography is the answer to your problem,\n"
+    "then you don't know what your problem is.\n"
+)
 
 
 @pytest.mark.parametrize("key", VECTORS["keys"], ids=lambda key: key["name"])
@@ -45,7 +48,9 @@ def test_verifier_keys_parse_and_format_identically(key: dict[str, Any]) -> None
 
 def test_signing_reproduces_the_reference_signature_line() -> None:
     peter = next(key for key in VECTORS["keys"] if key["name"] == "PeterNeumann")
-    signer = NoteSigner("PeterNeumann", SigningKey.from_seed(bytes.fromhex(peter["ed25519_seed_hex"])))
+    signer = NoteSigner(
+        "PeterNeumann", SigningKey.from_seed(bytes.fromhex(peter["ed25519_seed_hex"]))
+    )
     note = VECTORS["notes"][0]
     assert sign_note(note["text"], [signer]).decode("utf-8") == note["message"]
 
@@ -86,6 +91,7 @@ def test_ambiguous_verifiers_are_refused() -> None:
     impostor = Ed25519NoteVerifier(enoch.name, SigningKey.generate().public_key)
     object.__setattr__(impostor, "name", enoch.name)
     message = VECTORS["notes"][1]["message"].encode()
+
     # Same name and key ID but a different key cannot happen by chance; simulate it.
     class Colliding(Ed25519NoteVerifier):
         @property
@@ -126,7 +132,10 @@ def test_every_truncation_and_increment_of_a_vkey_is_rejected() -> None:
         ("PeterNeumann+C74F20A3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW", "lowercase hex"),
         ("PeterNeumann+c74f20a4+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW", "does not match"),
         ("PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TX", "does not match"),
-        ("PeterNeumann+c74f20a3+BRpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW", "unknown signature type 0x05"),
+        (
+            "PeterNeumann+c74f20a3+BRpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW",
+            "unknown signature type 0x05",
+        ),
     ],
 )
 def test_bad_verifier_keys_name_the_problem(vkey: str, message: str) -> None:
@@ -138,7 +147,7 @@ def test_bad_verifier_keys_name_the_problem(vkey: str, message: str) -> None:
     ("note", "message"),
     [
         ("no blank line\n\u2014 a AAAA\n".encode(), "no blank line"),
-        ("text\n\n- PeterNeumann AAAAAA==\n".encode(), "does not start with"),
+        (b"text\n\n- PeterNeumann AAAAAA==\n", "does not start with"),
         ("text\n\n\u2014 PeterNeumann\n".encode(), "name signature"),
         ("text\n\n\u2014 PeterNeumann x08go/ZJ!!\n".encode(), "not valid base64"),
         ("text\n\n\u2014 PeterNeumann x08g\n".encode(), "too short"),
