@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from clients.cli.output import console, emit_json, emit_raw, fail
 from clients.cli.verify import read_input
@@ -169,3 +170,43 @@ def consistency(
         return
     for line in encoded:
         console.print(line)
+
+
+@app.command("tiles")
+def tiles(
+    log: LogOption,
+    out: Annotated[Path, typer.Option(help="Directory to write the static layout into.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Write the log as C2SP tlog-tiles files (checkpoint, tile/…, tile/entries/…).
+
+    Serve DIR with any static web server and standard tlog clients can read the log.
+
+    Example: tally log tiles --log log.db --out public/
+    """
+    transparency_log = open_log(log)
+    size = transparency_log.size
+    written = 0
+    with Progress(
+        TextColumn("writing tiles"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=console,
+        disable=as_json,
+    ) as progress:
+        task = progress.add_task("tiles", total=None)
+        try:
+            for relative, content in transparency_log.static_layout(size):
+                target = out / relative
+                target.parent.mkdir(parents=True, exist_ok=True)
+                temporary = target.with_name(target.name + ".tmp")
+                temporary.write_bytes(content)
+                temporary.replace(target)
+                written += 1
+                progress.advance(task)
+        except ProvenanceError as exc:
+            fail(str(exc))
+    if as_json:
+        emit_json({"size": size, "files": written, "out": str(out)})
+        return
+    console.print(f"wrote {written} files for tree size {size} under {out}")

@@ -9,7 +9,7 @@ existing index and appends nothing. The log never rewrites an entry, node or che
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -46,6 +46,7 @@ from provenance.tlog.tiles import (
     MAX_ENTRY_BYTES,
     TILE_HEIGHT,
     TILE_WIDTH,
+    TileRef,
     bundle_width,
     encode_bundle,
     tile_width,
@@ -407,6 +408,27 @@ class TransparencyLog:
                 .order_by(_ENTRY.c.idx)
             ).scalars()
             return encode_bundle([bytes(row) for row in rows])
+
+    def static_layout(self, size: int | None = None) -> Iterator[tuple[str, bytes]]:
+        """Every file of the C2SP tlog-tiles layout for tree ``size`` (default: latest).
+
+        Yields (path, content): ``checkpoint``, then every hash tile and entry bundle,
+        partial ones with their ``.p/W`` suffix. Full tiles never change once written.
+        """
+        with self._engine.connect() as conn:
+            size = self._check_size(conn, size)
+            yield "checkpoint", self._checkpoint_note(conn, size)
+        level = 0
+        while size >> (TILE_HEIGHT * level):
+            index = 0
+            while width := tile_width(level, index, size):
+                yield TileRef(level, index, width).path(), self.tile(level, index, width)
+                index += 1
+            level += 1
+        index = 0
+        while width := bundle_width(index, size):
+            yield TileRef(None, index, width).path(), self.entry_bundle(index, width)
+            index += 1
 
     # -- self-check ------------------------------------------------------------------
 

@@ -111,6 +111,22 @@ def test_log_append_is_content_addressed(built_log: Path) -> None:
     assert result["size"] == 4
 
 
+def test_log_tiles_writes_the_static_layout(built_log: Path, tmp_path: Path) -> None:
+    data = json.loads(
+        ok("log", "tiles", "--log", "log.db", "--out", str(tmp_path), "--json", cwd=built_log)
+    )
+    assert data == {"size": 4, "files": 3, "out": str(tmp_path)}
+    assert (tmp_path / "tile/0/000.p/4").stat().st_size == 4 * 32
+    assert (tmp_path / "tile/entries/000.p/4").exists()
+    ok(
+        "verify",
+        "checkpoint",
+        "--key",
+        str(built_log / "keys/example.com_log.vkey"),
+        str(tmp_path / "checkpoint"),
+    )
+
+
 def test_verify_checkpoint(built_log: Path) -> None:
     out = ok(
         "verify",
@@ -306,6 +322,7 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
         ["log", "checkpoint"],
         ["log", "proof"],
         ["log", "consistency"],
+        ["log", "tiles"],
     ],
 )
 def test_every_command_has_help_with_an_example(command: list[str]) -> None:

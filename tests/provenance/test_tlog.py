@@ -227,3 +227,30 @@ def test_kill_during_appends_leaves_a_checkpointed_state(
     assert size % 2000 == 0
     assert log.checkpoint_sizes()[-1] == size
     assert log.append([b"after the crash"]).indexes == (size,)
+
+
+def test_static_layout_lets_a_client_rebuild_and_prove(
+    log: TransparencyLog, signer: NoteSigner
+) -> None:
+    items = entries(70_000 // 100)  # 700 entries: two full level-0 tiles and a partial one
+    log.append(items)
+    files = dict(log.static_layout())
+    assert set(files) == {
+        "checkpoint",
+        "tile/0/000",
+        "tile/0/001",
+        "tile/0/002.p/188",
+        "tile/1/000.p/2",
+        "tile/entries/000",
+        "tile/entries/001",
+        "tile/entries/002.p/188",
+    }
+    # A client that knows only the tiles layout and the log key:
+    checkpoint = open_checkpoint(files["checkpoint"], signer.verifier).checkpoint
+    level0 = files["tile/0/000"] + files["tile/0/001"] + files["tile/0/002.p/188"]
+    leaves = [level0[i : i + 32] for i in range(0, len(level0), 32)]
+    tree = MerkleTree(leaves)
+    assert tree.root() == checkpoint.root_hash
+    assert files["tile/1/000.p/2"] == tree.node((8, 0)) + tree.node((8, 1))
+    bundle = decode_bundle(files["tile/entries/002.p/188"])
+    assert [leaf_hash(entry) for entry in bundle] == leaves[512:]
