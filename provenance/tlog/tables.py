@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Column, LargeBinary
+from sqlalchemy import BigInteger, Column, Integer, LargeBinary
 from sqlmodel import Field, SQLModel
 
 NODE_LEVEL_SHIFT = 48
+#: 64-bit keys; on SQLite spelled INTEGER so that the key is the table's rowid (a
+#: BIGINT primary key there would add a second index to every insert).
+RowKey = BigInteger().with_variant(Integer(), "sqlite")
 
 
 def node_key(level: int, index: int) -> int:
@@ -36,7 +39,7 @@ class LogEntry(SQLModel, table=True):
 
     __tablename__ = "tlog_entry"
 
-    idx: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    idx: int = Field(sa_column=Column(RowKey, primary_key=True, autoincrement=False))
     leaf_hash: bytes = Field(sa_column=Column(LargeBinary(32), nullable=False, unique=True))
     data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
 
@@ -46,7 +49,7 @@ class LogNode(SQLModel, table=True):
 
     __tablename__ = "tlog_node"
 
-    key: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    key: int = Field(sa_column=Column(RowKey, primary_key=True, autoincrement=False))
     hash: bytes = Field(sa_column=Column(LargeBinary(32), nullable=False))
 
 
@@ -55,7 +58,7 @@ class LogCheckpoint(SQLModel, table=True):
 
     __tablename__ = "tlog_checkpoint"
 
-    size: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    size: int = Field(sa_column=Column(RowKey, primary_key=True, autoincrement=False))
     root_hash: bytes = Field(sa_column=Column(LargeBinary(32), nullable=False))
     note: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     created_at: datetime
