@@ -18,7 +18,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from clients.cli.keys import key_file_stem
-from clients.cli.output import console, emit_json, emit_raw
+from clients.cli.output import JsonFlag, console, emit_json, emit_raw
 from provenance.chunking import chunk_path
 from provenance.keys import SigningKey, write_public_key, write_signing_key
 from provenance.merkle import leaf_hash, verify_consistency
@@ -64,7 +64,7 @@ def demo(
     workdir: Annotated[
         Path | None, typer.Option(help="Keep the demo's files here (default: a temp dir).")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Run the provenance demo: keys, signed records, a log, a witness, a verified proof.
 

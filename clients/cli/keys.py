@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from clients.cli.output import console, emit_json, fail
+from clients.cli.output import JsonFlag, console, emit_json, fail
 from provenance.errors import ProvenanceError
 from provenance.keys import SigningKey, write_public_key, write_signing_key
 from provenance.note import (
@@ -30,7 +30,7 @@ def keygen(
     witness: Annotated[
         bool, typer.Option(help="Also print the key as a witness (cosignature) verifier key.")
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Create an Ed25519 key: NAME.key (private, mode 0600), NAME.pub (PEM), NAME.vkey.
 

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from clients.cli.output import console, emit_json, emit_raw, fail
+from clients.cli.output import JsonFlag, console, emit_json, emit_raw, fail, write_or_print
 from clients.cli.verify import read_input
 from provenance.errors import ProvenanceError
 from provenance.keys import load_signing_key
@@ -59,7 +59,7 @@ def append(
     origin: Annotated[
         str | None, typer.Option(help="Origin of a new log (must be the key's name).")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Append entries in one atomic batch and print the new signed checkpoint.
 
@@ -108,11 +108,7 @@ def checkpoint(
         note = open_log(log).checkpoint(size)
     except ProvenanceError as exc:
         fail(str(exc))
-    if out is not None:
-        out.write_bytes(note)
-        console.print(f"wrote {out}")
-        return
-    emit_raw(note.decode("utf-8"))
+    write_or_print(note, out)
 
 
 @app.command("proof")
@@ -131,21 +127,16 @@ def proof(
 
     Example: tally log proof --log log.db --index 0 --out entry.tlog-proof
     """
+    if (index is None) == (leaf_file is None):
+        fail("give exactly one of --index, --leaf-file")
     transparency_log = open_log(log)
     try:
-        if (index is None) == (leaf_file is None):
-            fail("give exactly one of --index, --leaf-file")
         if leaf_file is not None:
             index = transparency_log.index_of(leaf_hash(read_input(leaf_file, "leaf file")))
-        assert index is not None
-        data = transparency_log.tlog_proof(index, size).to_bytes()
+        data = transparency_log.tlog_proof(int(index or 0), size).to_bytes()
     except ProvenanceError as exc:
         fail(str(exc))
-    if out is not None:
-        out.write_bytes(data)
-        console.print(f"wrote {out}")
-        return
-    emit_raw(data.decode("utf-8"))
+    write_or_print(data, out)
 
 
 @app.command("consistency")
@@ -153,7 +144,7 @@ def consistency(
     log: LogOption,
     old: Annotated[int, typer.Option(help="The older tree size.")],
     new: Annotated[int | None, typer.Option(help="The newer tree size (default: latest).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Print the RFC 9162 consistency proof between two tree sizes (base64, one per line).
 
@@ -176,7 +167,7 @@ def consistency(
 def tiles(
     log: LogOption,
     out: Annotated[Path, typer.Option(help="Directory to write the static layout into.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Write the log as C2SP tlog-tiles files (checkpoint, tile/…, tile/entries/…).
 

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from clients.cli.output import console, emit_json, fail
+from clients.cli.output import JsonFlag, console, emit_json, fail
 from provenance.dsse import Envelope, verify_envelope
 from provenance.errors import ProvenanceError
 from provenance.keys import load_public_key
@@ -94,7 +94,7 @@ def verify_checkpoint(
     origin: Annotated[
         str | None, typer.Option(help="Expected origin (default: the key's name).")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Verify that FILE is a checkpoint signed by the log key.
 
@@ -144,7 +144,7 @@ def verify_tlog_proof(
     min_witnesses: Annotated[
         int, typer.Option(min=0, help="How many of the --witness keys must have cosigned.")
     ] = 0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Verify that a leaf is included in the log, per a C2SP tlog-proof.
 
@@ -201,7 +201,7 @@ def verify_envelope_command(
         list[Path], typer.Option(help="A trusted public key file: PEM or did:key (repeatable).")
     ],
     threshold: Annotated[int, typer.Option(min=1, help="Signatures required.")] = 1,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Verify a DSSE envelope and print its payload type (and in-toto predicate type).
 
