@@ -19,6 +19,8 @@ from rich.table import Table
 
 from clients.cli.keys import key_file_stem
 from clients.cli.output import JsonFlag, console, emit_json, emit_raw
+from provenance.attestation import AttestationPolicy, create_dev_evidence, verify_evidence
+from provenance.canonical import sha256_hex
 from provenance.chunking import chunk_path
 from provenance.keys import SigningKey, write_public_key, write_signing_key
 from provenance.merkle import leaf_hash, verify_consistency
@@ -84,7 +86,7 @@ def demo(
         console=console,
         disable=quiet,
     ) as progress:
-        step = progress.add_task("creating keys", total=7)
+        step = progress.add_task("creating keys", total=8)
         log_key = _write_key(keys_dir, LOG_ORIGIN)
         creator_key = _write_key(keys_dir, "creator")
         witness_key = _write_key(keys_dir, WITNESS_NAME)
@@ -96,6 +98,22 @@ def demo(
         )
         (keys_dir / "log.vkey").write_text(log_signer.verifier.vkey + "\n")
         (keys_dir / "witness.vkey").write_text(witness.signer.verifier.vkey + "\n")
+
+        progress.update(step, advance=1, description="attesting the worker key (dev evidence)")
+        worker_key = _write_key(keys_dir, "worker")
+        code_measurement = sha256_hex(Path(__file__).read_bytes())
+        evidence = create_dev_evidence(
+            creator_key, worker_key.public_key, {"code": code_measurement}
+        )
+        (root / "worker.evidence.json").write_bytes(evidence.to_json())
+        attested = verify_evidence(
+            evidence,
+            AttestationPolicy(
+                allow_insecure=True,
+                expected_measurements={"code": code_measurement},
+                trusted_dev_attesters=frozenset({creator_key.public_key.did}),
+            ),
+        )
 
         progress.update(step, advance=1, description="chunking three datasets")
         records = []
@@ -165,16 +183,21 @@ def demo(
         "size": checked.checkpoint.size,
         "root_hash": checked.checkpoint.root_hash.hex(),
         "witnessed_by": [n for n in checked.note.verified_by if n != LOG_ORIGIN],
+        "worker_key": attested.worker_key.did,
+        "worker_attestation": {"type": attested.type, "insecure": attested.insecure},
     }
     if as_json:
         emit_json(summary)
         return
     table = Table(title="Tallystick provenance demo", show_header=False)
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
     table.add_row("work dir", str(root))
     table.add_row("records logged", f"{checked.checkpoint.size} signed dataset statements")
     table.add_row("log key", log_signer.verifier.vkey)
     table.add_row("witness key", witness.signer.verifier.vkey)
     table.add_row("entry 0 proof", "verified (log signature, 1 witness, inclusion)")
+    table.add_row("worker key", f"{attested.worker_key.did} (dev evidence: INSECURE, demo only)")
     console.print(table)
     console.print("\nLatest checkpoint (log signature + witness cosignature):")
     emit_raw(checkpoint_note.decode("utf-8"))

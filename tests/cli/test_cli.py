@@ -294,6 +294,7 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     summary = json.loads(ok("demo", "--workdir", str(tmp_path / "demo"), "--json"))
     assert summary["size"] == 3
     assert summary["witnessed_by"] == ["demo.tallystick.local/witness"]
+    assert summary["worker_attestation"] == {"type": "dev", "insecure": True}
     demo = tmp_path / "demo"
     ok(
         "verify",
