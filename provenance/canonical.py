@@ -105,5 +105,7 @@ def parse_json(
         raise CanonicalizationError(f"{what} is nested too deeply") from exc
     except json.JSONDecodeError as exc:
         raise CanonicalizationError(f"{what} is not valid JSON: {exc}") from exc
+    except ValueError as exc:  # an integer literal over Python's digit limit, for one
+        raise CanonicalizationError(f"{what} holds a number too long to read: {exc}") from exc
     _depth(value, max_depth)
     return value

@@ -53,3 +53,22 @@ def b64decode_any_alphabet(text: str, *, what: str, error: type[ProvenanceError]
         return base64.b64decode(padded.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError, ValueError) as exc:
         raise error(f"{what} is not valid base64") from exc
+
+
+def parse_uint64(text: str, *, what: str, error: type[ProvenanceError]) -> int:
+    """Parse a canonical decimal (no sign, no leading zeros) that fits in 64 bits.
+
+    The length is checked before conversion, so hostile input cannot make ``int`` work
+    on thousands of digits.
+    """
+    if (
+        not text
+        or len(text) > 20
+        or not (text.isascii() and text.isdigit())
+        or (text.startswith("0") and text != "0")
+    ):
+        raise error(f"{what} {text[:24]!r} is not a canonical decimal number")
+    value = int(text)
+    if value >= 2**64:
+        raise error(f"{what} {text} does not fit in 64 bits")
+    return value

@@ -247,8 +247,8 @@ class VerifiedNote:
 def open_note(data: bytes, verifiers: Iterable[NoteVerifier]) -> VerifiedNote:
     """Parse and verify a note against ``verifiers``.
 
-    Raises ``NoteError`` when a signature by a known key does not verify, when one key
-    signed twice, or when no known key signed at all.
+    Raises ``NoteError`` when a signature by a known key does not verify or when no known
+    key signed at all. Repeated lines by one key count once.
     """
     note = parse_note(data)
     known: dict[tuple[str, bytes], NoteVerifier] = {}
@@ -269,7 +269,7 @@ def open_note(data: bytes, verifiers: Iterable[NoteVerifier]) -> VerifiedNote:
             continue
         verifier = known[identity]
         if identity in seen:
-            raise NoteError(f"note has more than one signature by key {signature.name!r}")
+            continue  # a key's repeated line counts once, as in golang.org/x/mod/sumdb/note
         seen.add(identity)
         try:
             verifier.verify(text, signature.signature)

@@ -146,7 +146,7 @@ def demo(
 
         progress.update(step, advance=1, description="witness cosigns the first checkpoint")
         cosign = witness.add_checkpoint(AddCheckpointRequest(0, (), first.checkpoint))
-        log.add_cosignature(first.size, cosign)
+        log.add_cosignature(first.size, cosign, witness.signer.verifier)
 
         progress.update(step, advance=1, description="appending and checking consistency")
         second = append_records(log, verified[2:])
@@ -157,7 +157,7 @@ def demo(
         cosign = witness.add_checkpoint(
             AddCheckpointRequest(old.size, tuple(proof), second.checkpoint)
         )
-        checkpoint_note = log.add_cosignature(second.size, cosign)
+        checkpoint_note = log.add_cosignature(second.size, cosign, witness.signer.verifier)
         (root / "checkpoint.txt").write_bytes(checkpoint_note)
 
         progress.update(step, advance=1, description="exporting and verifying a tlog-proof")

@@ -30,14 +30,15 @@ MAX_INPUT_BYTES = 8 * 1024 * 1024
 
 
 def read_input(path: Path, what: str) -> bytes:
-    """Read a file given on the command line, with a size limit."""
+    """Read a file given on the command line, never more than ``MAX_INPUT_BYTES``."""
     try:
-        size = path.stat().st_size
-        if size > MAX_INPUT_BYTES:
-            fail(f"{what} {path} is {size} bytes, over the {MAX_INPUT_BYTES}-byte limit")
-        return path.read_bytes()
+        with path.open("rb") as handle:
+            data = handle.read(MAX_INPUT_BYTES + 1)
     except OSError as exc:
         fail(f"cannot read {what} {path}: {exc.strerror}")
+    if len(data) > MAX_INPUT_BYTES:
+        fail(f"{what} {path} is over the {MAX_INPUT_BYTES}-byte limit")
+    return data
 
 
 def vkey_argument(value: str) -> str:

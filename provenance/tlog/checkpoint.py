@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from provenance.encoding import b64decode_strict, b64encode
+from provenance.encoding import b64decode_strict, b64encode, parse_uint64
 from provenance.errors import NoteError
 from provenance.merkle import HASH_SIZE
 from provenance.note import (
@@ -66,15 +66,7 @@ class Checkpoint:
         origin, size_text, root_text, *extensions = lines
         if not origin:
             raise NoteError("checkpoint origin line is empty")
-        if (
-            not size_text.isascii()
-            or not size_text.isdigit()
-            or (size_text.startswith("0") and size_text != "0")
-        ):
-            raise NoteError(f"checkpoint size {size_text!r} is not a canonical decimal number")
-        size = int(size_text)
-        if size > MAX_TREE_SIZE:
-            raise NoteError(f"checkpoint size {size_text} does not fit in 64 bits")
+        size = parse_uint64(size_text, what="checkpoint size", error=NoteError)
         root = b64decode_strict(root_text, what="checkpoint root hash", error=NoteError)
         if len(root) != HASH_SIZE:
             raise NoteError(f"checkpoint root hash is {len(root)} bytes, expected 32")
@@ -111,8 +103,13 @@ def open_checkpoint(
     recommends. Witness cosignatures present in the note are verified too (a bad one is
     an error) but not required: use ``require_cosignatures`` for a quorum.
     """
+    if any(witness.name == log_key.name for witness in witnesses):
+        raise NoteError(f"witness key name {log_key.name!r} is the log's own key name")
     note = open_note(data, [log_key, *witnesses])
-    if log_key.name not in note.verified_by:
+    if not any(
+        (signature.name, signature.key_id) == (log_key.name, log_key.key_id)
+        for signature in note.verified
+    ):
         raise NoteError(f"checkpoint is not signed by the log key {log_key.name!r}")
     checkpoint = Checkpoint.from_body(note.text)
     expected = origin if origin is not None else log_key.name

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlmodel import SQLModel
 
 from provenance.canonical import sha256_hex
-from provenance.errors import LogError
+from provenance.errors import InvalidSignature, LogError
 from provenance.merkle import (
     EMPTY_ROOT,
     CompactRange,
@@ -29,9 +29,15 @@ from provenance.merkle import (
     node_hash,
     perfect_subtrees,
 )
-from provenance.note import NoteSignature, NoteSigner, add_signatures, parse_note
+from provenance.note import (
+    CosignatureVerifier,
+    NoteSignature,
+    NoteSigner,
+    add_signatures,
+    parse_note,
+)
 from provenance.storage import write_transaction
-from provenance.tlog.checkpoint import Checkpoint, sign_checkpoint
+from provenance.tlog.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from provenance.tlog.proof import TlogProof
 from provenance.tlog.tables import (
     LOG_TABLES,
@@ -205,10 +211,20 @@ class TransparencyLog:
                 note = self._checkpoint_note(conn, size)
         return AppendResult(tuple(indexes), len(entry_rows), note, new_size)
 
-    def add_cosignature(self, size: int, signature: NoteSignature) -> bytes:
-        """Add a (caller-verified) witness cosignature line to checkpoint ``size``."""
+    def add_cosignature(
+        self, size: int, signature: NoteSignature, witness: CosignatureVerifier
+    ) -> bytes:
+        """Verify ``witness``'s cosignature of checkpoint ``size`` and add it to the note."""
+        if (signature.name, signature.key_id) != (witness.name, witness.key_id):
+            raise LogError(
+                f"cosignature by {signature.name!r} is not from witness {witness.name!r}"
+            )
         with write_transaction(self._engine) as conn:
             note = self._checkpoint_note(conn, size)
+            try:
+                witness.verify(parse_note(note).text.encode("utf-8"), signature.signature)
+            except InvalidSignature as exc:
+                raise LogError(f"cosignature by {witness.name!r} does not verify: {exc}") from exc
             merged = add_signatures(note, [signature])
             conn.execute(update(_CHECKPOINT).where(_CHECKPOINT.c.size == size).values(note=merged))
         return merged
@@ -449,7 +465,12 @@ class TransparencyLog:
                     raise LogError(f"log entry {expected} does not match its leaf hash")
                 compact.append(bytes(row.leaf_hash))
             note = self._checkpoint_note(conn, size)
-        checkpoint = Checkpoint.from_body(parse_note(note).text)
+        if self._signer is not None:
+            checkpoint = open_checkpoint(note, self._signer.verifier).checkpoint
+        else:
+            checkpoint = Checkpoint.from_body(parse_note(note).text)
+        if (checkpoint.origin, checkpoint.size) != (self.origin, size):
+            raise LogError(f"the latest checkpoint does not name this log at size {size}")
         if checkpoint.root_hash != compact.root():
             raise LogError(f"the entries do not hash to the root of checkpoint {size}")
         return size

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from provenance.encoding import b64decode_strict, b64encode
+from provenance.encoding import b64decode_strict, b64encode, parse_uint64
 from provenance.errors import NoteError, ProofError
 from provenance.merkle import MAX_PROOF_HASHES, verify_inclusion
 from provenance.note import CosignatureVerifier, Ed25519NoteVerifier
@@ -67,14 +67,9 @@ class TlogProof:
             position += 1
         if position >= len(lines) or not lines[position].startswith("index "):
             raise NoteError("tlog-proof has no 'index N' line")
-        index_text = lines[position][len("index ") :]
-        if not (index_text.isascii() and index_text.isdigit()) or (
-            index_text.startswith("0") and index_text != "0"
-        ):
-            raise NoteError(f"tlog-proof index {index_text!r} is not a canonical decimal number")
-        index = int(index_text)
-        if index >= 2**64:
-            raise NoteError(f"tlog-proof index {index_text} does not fit in 64 bits")
+        index = parse_uint64(
+            lines[position][len("index ") :], what="tlog-proof index", error=NoteError
+        )
         hash_lines = lines[position + 1 :]
         if len(hash_lines) > MAX_PROOF_HASHES:
             raise NoteError(f"tlog-proof has {len(hash_lines)} hashes, more than any tree needs")

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from provenance.encoding import b64decode_strict, b64encode
+from provenance.encoding import b64decode_strict, b64encode, parse_uint64
 from provenance.errors import NoteError, ProofError
 from provenance.merkle import EMPTY_ROOT, HASH_SIZE, MAX_PROOF_HASHES, verify_consistency
 from provenance.note import CosignatureSigner, Ed25519NoteVerifier, NoteSignature
@@ -82,13 +82,9 @@ class AddCheckpointRequest:
             lines = head.decode("ascii").split("\n")
         except UnicodeDecodeError as exc:
             raise MalformedRequest("request header is not ASCII") from exc
-        old_text = lines[0].removeprefix("old ")
-        if (
-            not lines[0].startswith("old ")
-            or not (old_text.isascii() and old_text.isdigit())
-            or (old_text.startswith("0") and old_text != "0")
-        ):
+        if not lines[0].startswith("old "):
             raise MalformedRequest("request does not start with 'old N'")
+        old_size = parse_uint64(lines[0][len("old ") :], what="old size", error=MalformedRequest)
         if len(lines) - 1 > MAX_PROOF_HASHES:
             raise MalformedRequest("request carries too many proof hashes")
         proof = tuple(
@@ -98,7 +94,7 @@ class AddCheckpointRequest:
         for number, item in enumerate(proof):
             if len(item) != HASH_SIZE:
                 raise MalformedRequest(f"proof hash {number} is {len(item)} bytes, expected 32")
-        return cls(int(old_text), proof, checkpoint)
+        return cls(old_size, proof, checkpoint)
 
 
 class WitnessState(Protocol):
@@ -150,6 +146,11 @@ class JsonFileWitnessState:
             with open(temporary, "rb") as handle:
                 os.fsync(handle.fileno())
             temporary.replace(self._path)
+            directory = os.open(self._path.parent, os.O_RDONLY)
+            try:
+                os.fsync(directory)  # the rename itself must survive a power cut
+            finally:
+                os.close(directory)
 
 
 class MemoryWitnessState:
@@ -179,9 +180,16 @@ class Witness:
         logs: Mapping[str, Ed25519NoteVerifier] | Sequence[Ed25519NoteVerifier],
         state: WitnessState,
     ) -> None:
+        """Follow ``logs``: a mapping origin -> log key, or log keys whose name is the origin."""
         self.signer = signer
-        verifiers = logs.values() if isinstance(logs, Mapping) else logs
-        self._logs = {verifier.name: verifier for verifier in verifiers}
+        pairs = list(logs.items()) if isinstance(logs, Mapping) else [(v.name, v) for v in logs]
+        self._logs: dict[str, Ed25519NoteVerifier] = {}
+        for origin, verifier in pairs:
+            if origin in self._logs:
+                raise WitnessError(f"log origin {origin!r} is configured twice")
+            if verifier.name == signer.name:
+                raise WitnessError(f"log key name {verifier.name!r} is the witness's own name")
+            self._logs[origin] = verifier
         self._state = state
 
     def add_checkpoint(
@@ -193,10 +201,14 @@ class Witness:
         if log_key is None:
             raise UnknownLog(f"this witness does not follow a log with origin {origin!r}")
         try:
-            verified = open_checkpoint(request.checkpoint, log_key)
+            verified = open_checkpoint(request.checkpoint, log_key, origin=origin)
         except NoteError as exc:
             raise SignatureRejected(f"checkpoint rejected: {exc}") from exc
         checkpoint = verified.checkpoint
+        if request.old_size > checkpoint.size:
+            raise MalformedRequest(
+                f"old size {request.old_size} is larger than the checkpoint size {checkpoint.size}"
+            )
         latest = self._state.latest(origin)
         known_size, known_root = latest if latest else (0, EMPTY_ROOT)
         if request.old_size != known_size:

@@ -210,10 +210,59 @@ def test_add_checkpoint_request_format() -> None:
     request = AddCheckpointRequest(4, tuple(source.consistency_proof(4)), signed(10, source))
     assert AddCheckpointRequest.parse(request.to_bytes()) == request
     for body, message in [
-        (b"old 04\n\n" + signed(4), "old N"),
+        (b"old 04\n\n" + signed(4), "not a canonical decimal"),
+        (b"new 4\n\n" + signed(4), "old N"),
         (b"old 4\n", "no blank line"),
         (b"old 4\nAAA=\n\n" + signed(4), "proof hash 0 is 2 bytes"),
         (b"x" * 70000, "over"),
     ]:
         with pytest.raises(MalformedRequest, match=message):
             AddCheckpointRequest.parse(body)
+
+
+def test_a_witness_cannot_stand_in_for_the_log_by_sharing_its_name() -> None:
+    impostor = CosignatureSigner(LOG.name, SigningKey.generate())
+    body = Checkpoint(LOG.name, 1, leaf_hash(b"evil")).body()
+    forged = add_signatures(
+        sign_note(body, [NoteSigner("x", SigningKey.generate())]), [impostor.sign(body, 1)]
+    )
+    with pytest.raises(NoteError, match="is the log's own key name"):
+        open_checkpoint(forged, LOG.verifier, witnesses=[impostor.verifier])
+    with pytest.raises(NoteError, match="no signature by a trusted key"):
+        open_checkpoint(forged, LOG.verifier)
+    with pytest.raises(NoteError, match="own key name"):
+        TlogProof(0, (), forged).verify(
+            leaf_hash(b"evil"), LOG.verifier, witnesses=[impostor.verifier]
+        )
+
+
+@pytest.mark.parametrize(
+    ("parse", "data", "error"),
+    [
+        (TlogProof.parse, b"c2sp.org/tlog-proof@v1\nindex " + b"1" * 5000 + b"\n\ncp\n", NoteError),
+        (AddCheckpointRequest.parse, b"old " + b"1" * 5000 + b"\n\ncp\n", MalformedRequest),
+        (Checkpoint.from_body, "o\n" + "1" * 5000 + "\n" + ROOT + "\n", NoteError),
+    ],
+)
+def test_huge_decimals_are_refused_before_conversion(parse, data, error) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(error, match="not a canonical decimal"):
+        parse(data)
+
+
+def test_witness_follows_logs_whose_origin_differs_from_the_key_name() -> None:
+    key = NoteSigner("sum.example", SigningKey.generate())
+    checkpoint = sign_checkpoint(Checkpoint("example tree", 1, leaf_hash(b"0")), key)
+    w = Witness(WITNESS, {"example tree": key.verifier}, MemoryWitnessState())
+    assert w.add_checkpoint(AddCheckpointRequest(0, (), checkpoint)).name == WITNESS.name
+    with pytest.raises(NoteError, match="witness's own name"):
+        Witness(
+            WITNESS,
+            [NoteSigner(WITNESS.name, SigningKey.generate()).verifier],
+            MemoryWitnessState(),
+        )
+
+
+def test_old_size_beyond_the_checkpoint_is_malformed() -> None:
+    w = witness()
+    with pytest.raises(MalformedRequest, match="old size 9 is larger than the checkpoint size 4"):
+        w.add_checkpoint(AddCheckpointRequest(9, (), signed(4)))

@@ -107,3 +107,8 @@ def test_canonical_json_follows_rfc8785() -> None:
 def test_parse_json_limits(document: bytes, message: str) -> None:
     with pytest.raises(CanonicalizationError, match=message):
         parse_json(document, max_bytes=1000)
+
+
+def test_overlong_integer_literals_are_a_clean_error() -> None:
+    with pytest.raises(CanonicalizationError, match="too long to read"):
+        parse_json(b'{"n":' + b"1" * 5000 + b"}")

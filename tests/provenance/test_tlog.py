@@ -254,3 +254,27 @@ def test_static_layout_lets_a_client_rebuild_and_prove(
     assert files["tile/1/000.p/2"] == tree.node((8, 0)) + tree.node((8, 1))
     bundle = decode_bundle(files["tile/entries/002.p/188"])
     assert [leaf_hash(entry) for entry in bundle] == leaves[512:]
+
+
+def test_cosignatures_are_verified_before_they_are_stored(
+    log: TransparencyLog, signer: NoteSigner
+) -> None:
+    from provenance.note import CosignatureSigner
+
+    result = log.append([b"x"])
+    witness = CosignatureSigner("witness.example", SigningKey.generate())
+    other = CosignatureSigner("witness.example", SigningKey.generate())
+    text = open_checkpoint(result.checkpoint, signer.verifier).note.text
+    with pytest.raises(LogError, match="is not from witness"):
+        log.add_cosignature(1, other.sign(text, 5), witness.verifier)
+    bad = witness.sign("other text\n", 5)
+    with pytest.raises(LogError, match="does not verify"):
+        log.add_cosignature(1, bad, witness.verifier)
+    assert log.checkpoint(1) == result.checkpoint
+    stored = log.add_cosignature(1, witness.sign(text, 5), witness.verifier)
+    assert open_checkpoint(
+        stored, signer.verifier, witnesses=[witness.verifier]
+    ).note.verified_by == (
+        signer.name,
+        "witness.example",
+    )
