@@ -41,6 +41,10 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         cursor.execute("PRAGMA busy_timeout=30000")
         # 64 MiB of page cache: a log's leaf-hash index is read at random on every append.
         cursor.execute("PRAGMA cache_size=-65536")
+        # Checkpoint the WAL every 64 MiB, not every 4 MiB: a batch of appends dirties
+        # pages all over the random-keyed leaf-hash index, and checkpointing after nearly
+        # every commit rewrote them again and again (13.6k -> 19.3k appends/s at 400k).
+        cursor.execute("PRAGMA wal_autocheckpoint=16384")
         cursor.close()
 
     @event.listens_for(engine, "begin")
