@@ -17,7 +17,7 @@ from typing import Any
 
 import rfc8785
 
-from provenance.errors import CanonicalizationError
+from provenance.errors import CanonicalizationError, ProvenanceError
 
 #: The default ceiling for one untrusted JSON document (bytes).
 DEFAULT_MAX_JSON_BYTES = 4 * 1024 * 1024
@@ -52,25 +52,29 @@ def digest_of(value: Any) -> str:
     return sha256_hex(canonical_json(value))
 
 
+class _Ambiguous(Exception):
+    """Raised inside ``json.loads`` for input that two JSON readers could read differently."""
+
+
 def _reject_constant(name: str) -> Any:
-    raise CanonicalizationError(f"JSON contains the non-finite number {name}")
+    raise _Ambiguous(f"contains the non-finite number {name}")
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:
         if key in result:
-            raise CanonicalizationError(f"JSON object has the key {key!r} more than once")
+            raise _Ambiguous(f"has an object with the key {key!r} more than once")
         result[key] = value
     return result
 
 
-def _depth(value: Any, limit: int) -> None:
+def _depth(value: Any, limit: int, what: str, error: type[ProvenanceError]) -> None:
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
         if depth > limit:
-            raise CanonicalizationError(f"JSON nesting is deeper than {limit} levels")
+            raise error(f"{what} nesting is deeper than {limit} levels")
         if isinstance(item, dict):
             stack.extend((child, depth + 1) for child in item.values())
         elif isinstance(item, list):
@@ -83,29 +87,33 @@ def parse_json(
     max_bytes: int = DEFAULT_MAX_JSON_BYTES,
     max_depth: int = DEFAULT_MAX_JSON_DEPTH,
     what: str = "document",
+    error: type[ProvenanceError] = CanonicalizationError,
 ) -> Any:
     """Parse untrusted JSON with limits.
 
     Rejects documents over ``max_bytes``, nested deeper than ``max_depth``, with
     duplicate object keys, NaN/Infinity, or invalid UTF-8. ``what`` names the input
-    in error messages (for example ``"envelope"``).
+    in error messages (for example ``"envelope"``); ``error`` is the exception type raised,
+    so that each caller reports bad input in its own error hierarchy.
     """
     raw = data.encode("utf-8") if isinstance(data, str) else data
     if len(raw) > max_bytes:
-        raise CanonicalizationError(f"{what} is {len(raw)} bytes, over the limit of {max_bytes}")
+        raise error(f"{what} is {len(raw)} bytes, over the limit of {max_bytes}")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise CanonicalizationError(f"{what} is not valid UTF-8: {exc}") from exc
+        raise error(f"{what} is not valid UTF-8: {exc}") from exc
     try:
         value = json.loads(
             text, object_pairs_hook=_no_duplicate_keys, parse_constant=_reject_constant
         )
+    except _Ambiguous as exc:
+        raise error(f"{what} {exc}") from exc
     except RecursionError as exc:
-        raise CanonicalizationError(f"{what} is nested too deeply") from exc
+        raise error(f"{what} is nested too deeply") from exc
     except json.JSONDecodeError as exc:
-        raise CanonicalizationError(f"{what} is not valid JSON: {exc}") from exc
+        raise error(f"{what} is not valid JSON: {exc}") from exc
     except ValueError as exc:  # an integer literal over Python's digit limit, for one
-        raise CanonicalizationError(f"{what} holds a number too long to read: {exc}") from exc
-    _depth(value, max_depth)
+        raise error(f"{what} holds a number too long to read: {exc}") from exc
+    _depth(value, max_depth, what, error)
     return value

@@ -15,7 +15,7 @@ from typing import Any
 
 from provenance.canonical import parse_json
 from provenance.encoding import b64decode_any_alphabet, b64encode
-from provenance.errors import CanonicalizationError, EnvelopeError, InvalidSignature
+from provenance.errors import EnvelopeError, InvalidSignature
 from provenance.keys import PublicKey, SigningKey
 
 #: Largest envelope this module parses (bytes of JSON).
@@ -97,10 +97,9 @@ class Envelope:
     @classmethod
     def from_json(cls, data: bytes | str) -> Envelope:
         """Parse an envelope from untrusted JSON text, with size and depth limits."""
-        try:
-            parsed = parse_json(data, max_bytes=MAX_ENVELOPE_BYTES, what="envelope")
-        except CanonicalizationError as exc:
-            raise EnvelopeError(str(exc)) from exc
+        parsed = parse_json(
+            data, max_bytes=MAX_ENVELOPE_BYTES, what="envelope", error=EnvelopeError
+        )
         return cls.from_dict(parsed)
 
 

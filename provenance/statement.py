@@ -15,7 +15,7 @@ from typing import Any
 
 from provenance.canonical import canonical_json, parse_json
 from provenance.dsse import Envelope, sign_envelope, verify_envelope
-from provenance.errors import CanonicalizationError, StatementError
+from provenance.errors import StatementError
 from provenance.keys import PublicKey, SigningKey
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -91,10 +91,9 @@ class Statement:
     @classmethod
     def from_payload(cls, payload: bytes, *, predicate_type: str | None = None) -> Statement:
         """Parse verified payload bytes; check the type and, if given, the predicate type."""
-        try:
-            data = parse_json(payload, max_bytes=MAX_STATEMENT_BYTES, what="statement")
-        except CanonicalizationError as exc:
-            raise StatementError(str(exc)) from exc
+        data = parse_json(
+            payload, max_bytes=MAX_STATEMENT_BYTES, what="statement", error=StatementError
+        )
         if not isinstance(data, dict):
             raise StatementError("statement must be a JSON object")
         if data.get("_type") != STATEMENT_TYPE:

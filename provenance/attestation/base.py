@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from provenance.canonical import canonical_json, parse_json, sha256_hex
 from provenance.encoding import b64decode_strict, b64encode
-from provenance.errors import AttestationError, CanonicalizationError, KeyFormatError
+from provenance.errors import AttestationError, KeyFormatError
 from provenance.keys import PublicKey
 
 #: Largest evidence document of any type (bytes); each type may set a lower limit.
@@ -129,10 +129,9 @@ class Evidence:
     @classmethod
     def from_json(cls, data: bytes | str) -> Evidence:
         """Parse untrusted evidence JSON, with size and depth limits."""
-        try:
-            parsed = parse_json(data, max_bytes=MAX_EVIDENCE_JSON_BYTES, what="evidence")
-        except CanonicalizationError as exc:
-            raise AttestationError(str(exc)) from exc
+        parsed = parse_json(
+            data, max_bytes=MAX_EVIDENCE_JSON_BYTES, what="evidence", error=AttestationError
+        )
         return cls.from_dict(parsed)
 
 

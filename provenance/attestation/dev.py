@@ -29,7 +29,6 @@ from provenance.canonical import canonical_json, parse_json, sha256_hex
 from provenance.encoding import b64decode_strict, b64encode
 from provenance.errors import (
     AttestationError,
-    CanonicalizationError,
     InvalidSignature,
     KeyFormatError,
 )
@@ -107,10 +106,9 @@ def _parse_document(document: bytes) -> tuple[bytes, bytes]:
         raise AttestationError(
             f"dev: document: {len(document)} bytes, over the limit of {MAX_DEV_DOCUMENT_BYTES}"
         )
-    try:
-        parsed = parse_json(document, max_bytes=MAX_DEV_DOCUMENT_BYTES, what="dev: document")
-    except CanonicalizationError as exc:
-        raise AttestationError(str(exc)) from exc
+    parsed = parse_json(
+        document, max_bytes=MAX_DEV_DOCUMENT_BYTES, what="dev: document", error=AttestationError
+    )
     if not isinstance(parsed, dict) or set(parsed) != _DOCUMENT_FIELDS:
         raise AttestationError("dev: document must be an object with 'statement' and 'signature'")
     parts = []
@@ -124,10 +122,9 @@ def _parse_document(document: bytes) -> tuple[bytes, bytes]:
 
 
 def _parse_statement(statement: bytes) -> dict[str, Any]:
-    try:
-        parsed = parse_json(statement, max_bytes=MAX_DEV_DOCUMENT_BYTES, what="dev: statement")
-    except CanonicalizationError as exc:
-        raise AttestationError(str(exc)) from exc
+    parsed = parse_json(
+        statement, max_bytes=MAX_DEV_DOCUMENT_BYTES, what="dev: statement", error=AttestationError
+    )
     if not isinstance(parsed, dict):
         raise AttestationError("dev: statement must be a JSON object")
     missing = _STATEMENT_FIELDS - set(parsed)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from provenance.canonical import canonical_json, parse_json, sha256_hex
 from provenance.dsse import Envelope
-from provenance.errors import CanonicalizationError, LogError
+from provenance.errors import LogError
 from provenance.statement import Statement
 from provenance.tlog.log import AppendResult, Blob, TransparencyLog
 
@@ -47,10 +47,7 @@ class LogRecord:
     @classmethod
     def from_entry(cls, entry: bytes) -> LogRecord:
         """Parse leaf bytes; they must be exactly canonical."""
-        try:
-            data = parse_json(entry, max_bytes=65535, what="log record")
-        except CanonicalizationError as exc:
-            raise LogError(str(exc)) from exc
+        data = parse_json(entry, max_bytes=65535, what="log record", error=LogError)
         if not isinstance(data, dict) or set(data) != {"type", "envelope", "subjects"}:
             raise LogError("log record must have exactly 'type', 'envelope' and 'subjects'")
         envelope = data["envelope"]
