@@ -7,7 +7,6 @@ with one line that says what failed. Nothing here needs a database or the networ
 from __future__ import annotations
 
 import base64
-import binascii
 from pathlib import Path
 from typing import Annotated
 
@@ -15,6 +14,7 @@ import typer
 
 from clients.cli.output import JsonFlag, console, emit_json, fail
 from provenance.dsse import Envelope, verify_envelope
+from provenance.encoding import b64decode_any_alphabet
 from provenance.errors import ProvenanceError
 from provenance.keys import load_public_key
 from provenance.merkle import leaf_hash
@@ -75,13 +75,15 @@ def witness_verifiers(values: list[str]) -> list[CosignatureVerifier]:
 
 
 def parse_leaf_hash(text: str) -> bytes:
-    """A leaf hash given as 64 hex digits or as base64 of 32 bytes."""
+    """A leaf hash given as 64 hex digits or as base64 (padded or not, either alphabet)."""
     value = text.strip()
     try:
-        if len(value) == 64:
-            return bytes.fromhex(value)
-        decoded = base64.b64decode(value, validate=True)
-    except (ValueError, binascii.Error):
+        decoded = (
+            bytes.fromhex(value)
+            if len(value) == 64
+            else b64decode_any_alphabet(value, what="--leaf-hash", error=ProvenanceError)
+        )
+    except (ValueError, ProvenanceError):
         fail("--leaf-hash must be 64 hex digits or base64 of 32 bytes")
     if len(decoded) != 32:
         fail(f"--leaf-hash decodes to {len(decoded)} bytes, expected 32")

@@ -197,6 +197,7 @@ def test_verify_tlog_proof_with_each_leaf_form(built_log: Path) -> None:
         ["--leaf", "second"],
         ["--leaf-hash", leaf.hex()],
         ["--leaf-hash", base64.b64encode(leaf).decode()],
+        ["--leaf-hash", base64.urlsafe_b64encode(leaf).decode().rstrip("=")],
     ):
         out = ok("verify", "tlog-proof", "--key", vkey, *option, "second.tlog-proof", cwd=built_log)
         assert "entry 1 is in example.com/log at size" in out
@@ -217,8 +218,11 @@ def test_verify_tlog_proof_failures_are_one_line(built_log: Path, tmp_path: Path
     proof = str(built_log / "second.tlog-proof")
     assert "inclusion" in refused("verify", "tlog-proof", "--key", vkey, "--leaf", "first", proof)
     assert "exactly one of" in refused("verify", "tlog-proof", "--key", vkey, proof)
+    assert "decodes to 3 bytes" in refused(
+        "verify", "tlog-proof", "--key", vkey, "--leaf-hash", "AAAA", proof
+    )
     assert "64 hex digits" in refused(
-        "verify", "tlog-proof", "--key", vkey, "--leaf-hash", "zz", proof
+        "verify", "tlog-proof", "--key", vkey, "--leaf-hash", "z!z", proof
     )
     assert "1 is more than the 0" in refused(
         "verify", "tlog-proof", "--key", vkey, "--leaf", "second", "--min-witnesses", "1", proof
