@@ -17,13 +17,13 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from clients.cli.keys import key_file_stem
-from clients.cli.output import JsonFlag, console, emit_json, emit_raw
+from clients.cli.keys import write_key_files
+from clients.cli.output import JsonFlag, console, emit_json, emit_raw, fail
 from provenance.attestation import AttestationPolicy, create_dev_evidence, verify_evidence
 from provenance.canonical import sha256_hex
 from provenance.chunking import chunk_path
-from provenance.keys import SigningKey, write_public_key, write_signing_key
-from provenance.merkle import leaf_hash, verify_consistency
+from provenance.keys import SigningKey
+from provenance.merkle import leaf_hash
 from provenance.note import CosignatureSigner, NoteSigner
 from provenance.statement import (
     Statement,
@@ -33,7 +33,6 @@ from provenance.statement import (
     verify_statement,
 )
 from provenance.storage import make_engine, sqlite_url
-from provenance.tlog.checkpoint import open_checkpoint
 from provenance.tlog.log import TransparencyLog
 from provenance.tlog.proof import TlogProof
 from provenance.tlog.records import append_records, envelope_bytes
@@ -45,10 +44,7 @@ DEMO_PREDICATE = predicate_type("demo-dataset")
 
 
 def _write_key(directory: Path, name: str) -> SigningKey:
-    key = SigningKey.generate()
-    write_signing_key(key, directory / f"{key_file_stem(name)}.key")
-    write_public_key(key.public_key, directory / f"{key_file_stem(name)}.pub")
-    return key
+    return write_key_files(directory, name)[0]
 
 
 def _make_dataset(directory: Path, number: int) -> Path:
@@ -74,17 +70,15 @@ def demo(
     """
     root = workdir or Path(tempfile.mkdtemp(prefix="tally-demo-"))
     if workdir is not None and workdir.exists() and any(workdir.iterdir()):
-        console.print(f"[red]error:[/] --workdir {workdir} is not empty")
-        raise typer.Exit(1)
+        fail(f"--workdir {workdir} is not empty")
     keys_dir = root / "keys"
     keys_dir.mkdir(parents=True, exist_ok=True)
-    quiet = as_json
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         TimeElapsedColumn(),
         console=console,
-        disable=quiet,
+        disable=as_json,
     ) as progress:
         step = progress.add_task("creating keys", total=8)
         log_key = _write_key(keys_dir, LOG_ORIGIN)
@@ -148,14 +142,11 @@ def demo(
         cosign = witness.add_checkpoint(AddCheckpointRequest(0, (), first.checkpoint))
         log.add_cosignature(first.size, cosign, witness.signer.verifier)
 
-        progress.update(step, advance=1, description="appending and checking consistency")
+        progress.update(step, advance=1, description="witness checks consistency and cosigns")
         second = append_records(log, verified[2:])
         proof = log.consistency_proof(first.size, second.size)
-        old = open_checkpoint(first.checkpoint, log_signer.verifier).checkpoint
-        new = open_checkpoint(second.checkpoint, log_signer.verifier).checkpoint
-        verify_consistency(old.size, new.size, old.root_hash, new.root_hash, proof)
         cosign = witness.add_checkpoint(
-            AddCheckpointRequest(old.size, tuple(proof), second.checkpoint)
+            AddCheckpointRequest(first.size, tuple(proof), second.checkpoint)
         )
         checkpoint_note = log.add_cosignature(second.size, cosign, witness.signer.verifier)
         (root / "checkpoint.txt").write_bytes(checkpoint_note)

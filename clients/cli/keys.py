@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from clients.cli.output import JsonFlag, console, emit_json, fail
-from provenance.errors import ProvenanceError
+from provenance.errors import KeyFormatError, ProvenanceError
 from provenance.keys import SigningKey, write_public_key, write_signing_key
 from provenance.note import (
     SIG_TYPE_COSIGNATURE_V1,
@@ -22,6 +22,26 @@ from provenance.note import (
 def key_file_stem(name: str) -> str:
     """A file name stem for key ``name`` ('/' and other unsafe characters become '_')."""
     return re.sub(r"[^A-Za-z0-9._-]", "_", name)
+
+
+def write_key_files(out: Path, name: str) -> tuple[SigningKey, dict[str, Path]]:
+    """Create a key named ``name`` and write NAME.key (0600), NAME.pub and NAME.vkey to ``out``.
+
+    Raises ``KeyFormatError`` (a ``ProvenanceError``) instead of overwriting any file.
+    """
+    check_key_name(name)
+    stem = key_file_stem(name)
+    paths = {suffix: out / f"{stem}.{suffix}" for suffix in ("key", "pub", "vkey")}
+    existing = [str(path) for path in paths.values() if path.exists()]
+    if existing:
+        raise KeyFormatError(f"refusing to overwrite existing key files: {', '.join(existing)}")
+    out.mkdir(parents=True, exist_ok=True)
+    key = SigningKey.generate()
+    write_signing_key(key, paths["key"])
+    write_public_key(key.public_key, paths["pub"])
+    vkey = format_verifier_key(name, SIG_TYPE_ED25519, key.public_key.raw)
+    paths["vkey"].write_text(vkey + "\n", "utf-8")
+    return key, paths
 
 
 def keygen(
@@ -43,21 +63,12 @@ def keygen(
         check_key_name(name)
     except ProvenanceError as exc:
         fail(f"--name: {exc}")
-    stem = key_file_stem(name)
-    paths = {suffix: out / f"{stem}.{suffix}" for suffix in ("key", "pub", "vkey")}
-    existing = [str(path) for path in paths.values() if path.exists()]
-    if existing:
-        fail(f"refusing to overwrite existing key files: {', '.join(existing)}")
-    out.mkdir(parents=True, exist_ok=True)
-    key = SigningKey.generate()
-    public = key.public_key
-    vkey = format_verifier_key(name, SIG_TYPE_ED25519, public.raw)
     try:
-        write_signing_key(key, paths["key"])
+        key, paths = write_key_files(out, name)
     except ProvenanceError as exc:
         fail(str(exc))
-    write_public_key(public, paths["pub"])
-    paths["vkey"].write_text(vkey + "\n", "utf-8")
+    public = key.public_key
+    vkey = format_verifier_key(name, SIG_TYPE_ED25519, public.raw)
     result = {
         "name": name,
         "verifier_key": vkey,

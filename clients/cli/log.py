@@ -24,24 +24,26 @@ LogOption = Annotated[Path, typer.Option("--log", help="The log's SQLite file.")
 
 
 def open_log(path: Path, *, key: Path | None = None, origin: str | None = None) -> TransparencyLog:
-    """Open the log at ``path``; with ``key`` it can append (``origin`` creates a new log)."""
+    """Open the log at ``path``; with ``key`` it can append (``origin`` creates a new log).
+
+    The key is loaded before the database is touched, so a refused key creates nothing.
+    """
     try:
-        signer = None
-        if key is not None:
-            signing_key = load_signing_key(key)
-            if path.exists():
-                stored = TransparencyLog.open(make_engine(sqlite_url(path))).origin
-                if origin is not None and origin != stored:
-                    fail(f"--origin {origin!r} does not match the log's origin {stored!r}")
-                origin = stored
+        if not path.exists():
+            if key is None:
+                fail(f"log {path} does not exist")
             if origin is None:
                 fail(f"{path} does not exist; give --origin to create a new log")
-            signer = NoteSigner(origin, signing_key)
-            if not path.exists():
-                return TransparencyLog.create(make_engine(sqlite_url(path)), signer)
-        elif not path.exists():
-            fail(f"log {path} does not exist")
-        return TransparencyLog.open(make_engine(sqlite_url(path)), signer)
+            signer = NoteSigner(origin, load_signing_key(key))
+            return TransparencyLog.create(make_engine(sqlite_url(path)), signer)
+        signing_key = load_signing_key(key) if key is not None else None
+        engine = make_engine(sqlite_url(path))
+        stored = TransparencyLog.open(engine)
+        if signing_key is None:
+            return stored
+        if origin is not None and origin != stored.origin:
+            fail(f"--origin {origin!r} does not match the log's origin {stored.origin!r}")
+        return TransparencyLog.open(engine, NoteSigner(stored.origin, signing_key))
     except ProvenanceError as exc:
         fail(str(exc))
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlmodel import SQLModel
@@ -97,6 +98,24 @@ class AppendResult:
 def _placeholder(conn: Connection) -> str:
     """The driver's positional parameter marker."""
     return "?" if conn.dialect.paramstyle == "qmark" else "%s"
+
+
+def _select_in(
+    conn: Connection, columns: str, table: str, key: str, values: Sequence[object]
+) -> list[tuple[Any, ...]]:
+    """``SELECT columns FROM table WHERE key IN (values)`` through the driver.
+
+    Cheaper than building the statement with SQLAlchemy on hot paths; identifiers come
+    only from this module's constants.
+    """
+    markers = ", ".join([_placeholder(conn)] * len(values))
+    statement = f"SELECT {columns} FROM {table} WHERE {key} IN ({markers})"  # noqa: S608
+    return [tuple(row) for row in conn.exec_driver_sql(statement, tuple(values))]
+
+
+def _current_size(conn: Connection) -> int:
+    """The log's size as of this connection's transaction."""
+    return int(conn.execute(_SELECT_SIZE).scalar_one())
 
 
 def _insert_rows(
@@ -242,14 +261,9 @@ class TransparencyLog:
     def _lookup_indexes(self, conn: Connection, hashes: list[bytes]) -> dict[bytes, int]:
         found: dict[bytes, int] = {}
         unique = list(dict.fromkeys(hashes))
-        mark = _placeholder(conn)
         for start in range(0, len(unique), _LOOKUP_CHUNK):
             chunk = unique[start : start + _LOOKUP_CHUNK]
-            rows = conn.exec_driver_sql(
-                "SELECT leaf_hash, idx FROM tlog_entry "  # noqa: S608 - placeholders only
-                f"WHERE leaf_hash IN ({', '.join([mark] * len(chunk))})",
-                tuple(chunk),
-            )
+            rows = _select_in(conn, "leaf_hash, idx", "tlog_entry", "leaf_hash", chunk)
             found.update({bytes(leaf): int(index) for leaf, index in rows})
         return found
 
@@ -279,13 +293,13 @@ class TransparencyLog:
     def size(self) -> int:
         """The number of entries (the size of the latest checkpoint)."""
         with self._engine.connect() as conn:
-            return int(conn.execute(select(_META.c.size)).scalar_one())
+            return _current_size(conn)
 
     def checkpoint(self, size: int | None = None) -> bytes:
         """The signed checkpoint note for ``size`` (default: the latest)."""
         with self._engine.connect() as conn:
             if size is None:
-                size = int(conn.execute(select(_META.c.size)).scalar_one())
+                size = _current_size(conn)
             return self._checkpoint_note(conn, size)
 
     def checkpoint_sizes(self) -> list[int]:
@@ -364,7 +378,7 @@ class TransparencyLog:
         return TlogProof(index=index, hashes=tuple(proof), checkpoint=note)
 
     def _check_size(self, conn: Connection, size: int | None) -> int:
-        current = int(conn.execute(_SELECT_SIZE).scalar_one())
+        current = _current_size(conn)
         if size is None:
             return current
         if not 0 <= size <= current:
@@ -379,12 +393,7 @@ class TransparencyLog:
         if not ids:
             return []
         keys = [node_key(level, index) for level, index in ids]
-        unique = tuple(set(keys))
-        rows = conn.exec_driver_sql(
-            "SELECT key, hash FROM tlog_node "  # noqa: S608 - placeholders only
-            f"WHERE key IN ({', '.join([_placeholder(conn)] * len(unique))})",
-            unique,
-        )
+        rows = _select_in(conn, "key, hash", "tlog_node", "key", list(set(keys)))
         found = {int(key): bytes(value) for key, value in rows}
         missing = [ids[i] for i, key in enumerate(keys) if key not in found]
         if missing:
@@ -395,56 +404,67 @@ class TransparencyLog:
 
     def tile(self, level: int, index: int, width: int = TILE_WIDTH) -> bytes:
         """The hash tile (level, index) of width ``width``, as the C2SP layout serves it."""
-        available = tile_width(level, index, self.size)
-        if width > available:
-            raise LogError(f"tile {level}/{index} has {available} hashes, not {width}")
-        tree_level = level * TILE_HEIGHT
-        first = node_key(tree_level, index * TILE_WIDTH)
         with self._engine.connect() as conn:
-            rows = conn.execute(
-                select(_NODE.c.hash)
-                .where(_NODE.c.key >= first, _NODE.c.key < first + width)
-                .order_by(_NODE.c.key)
-            ).scalars()
-            hashes = [bytes(row) for row in rows]
-        if len(hashes) != width:
-            raise LogError(f"log storage is missing hashes of tile {level}/{index}: it is corrupt")
-        return b"".join(hashes)
+            available = tile_width(level, index, _current_size(conn))
+            if width > available:
+                raise LogError(f"tile {level}/{index} has {available} hashes, not {width}")
+            return self._read_tile(conn, level, index, width)
 
     def entry_bundle(self, index: int, width: int = TILE_WIDTH) -> bytes:
         """Entry bundle ``index`` of width ``width``."""
-        available = bundle_width(index, self.size)
-        if width > available:
-            raise LogError(f"entry bundle {index} has {available} entries, not {width}")
-        first = index * TILE_WIDTH
         with self._engine.connect() as conn:
-            rows = conn.execute(
-                select(_ENTRY.c.data)
-                .where(_ENTRY.c.idx >= first, _ENTRY.c.idx < first + width)
-                .order_by(_ENTRY.c.idx)
-            ).scalars()
-            return encode_bundle([bytes(row) for row in rows])
+            available = bundle_width(index, _current_size(conn))
+            if width > available:
+                raise LogError(f"entry bundle {index} has {available} entries, not {width}")
+            return self._read_bundle(conn, index, width)
 
     def static_layout(self, size: int | None = None) -> Iterator[tuple[str, bytes]]:
         """Every file of the C2SP tlog-tiles layout for tree ``size`` (default: latest).
 
         Yields (path, content): ``checkpoint``, then every hash tile and entry bundle,
-        partial ones with their ``.p/W`` suffix. Full tiles never change once written.
+        partial ones with their ``.p/W`` suffix, all read in one transaction. Full tiles
+        never change once written.
         """
         with self._engine.connect() as conn:
             size = self._check_size(conn, size)
             yield "checkpoint", self._checkpoint_note(conn, size)
-        level = 0
-        while size >> (TILE_HEIGHT * level):
+            level = 0
+            while size >> (TILE_HEIGHT * level):
+                index = 0
+                while width := tile_width(level, index, size):
+                    yield (
+                        TileRef(level, index, width).path(),
+                        self._read_tile(conn, level, index, width),
+                    )
+                    index += 1
+                level += 1
             index = 0
-            while width := tile_width(level, index, size):
-                yield TileRef(level, index, width).path(), self.tile(level, index, width)
+            while width := bundle_width(index, size):
+                yield TileRef(None, index, width).path(), self._read_bundle(conn, index, width)
                 index += 1
-            level += 1
-        index = 0
-        while width := bundle_width(index, size):
-            yield TileRef(None, index, width).path(), self.entry_bundle(index, width)
-            index += 1
+
+    @staticmethod
+    def _read_tile(conn: Connection, level: int, index: int, width: int) -> bytes:
+        first = node_key(level * TILE_HEIGHT, index * TILE_WIDTH)
+        rows = conn.execute(
+            select(_NODE.c.hash)
+            .where(_NODE.c.key >= first, _NODE.c.key < first + width)
+            .order_by(_NODE.c.key)
+        ).scalars()
+        hashes = [bytes(row) for row in rows]
+        if len(hashes) != width:
+            raise LogError(f"log storage is missing hashes of tile {level}/{index}: it is corrupt")
+        return b"".join(hashes)
+
+    @staticmethod
+    def _read_bundle(conn: Connection, index: int, width: int) -> bytes:
+        first = index * TILE_WIDTH
+        rows = conn.execute(
+            select(_ENTRY.c.data)
+            .where(_ENTRY.c.idx >= first, _ENTRY.c.idx < first + width)
+            .order_by(_ENTRY.c.idx)
+        ).scalars()
+        return encode_bundle([bytes(row) for row in rows])
 
     # -- self-check ------------------------------------------------------------------
 
@@ -453,7 +473,7 @@ class TransparencyLog:
         latest checkpoint. Returns the size checked; raises ``LogError`` on any mismatch."""
         compact = CompactRange()
         with self._engine.connect() as conn:
-            size = int(conn.execute(select(_META.c.size)).scalar_one())
+            size = _current_size(conn)
             count = int(conn.execute(select(func.count()).select_from(_ENTRY)).scalar_one())
             if count != size:
                 raise LogError(f"log holds {count} entries but its size is {size}")
