@@ -13,13 +13,14 @@ from dataclasses import dataclass
 
 from provenance.encoding import b64decode_strict, b64encode, parse_uint64
 from provenance.errors import NoteError, ProofError
-from provenance.merkle import MAX_PROOF_HASHES, verify_inclusion
+from provenance.merkle import verify_inclusion
 from provenance.note import CosignatureVerifier, Ed25519NoteVerifier
 from provenance.tlog.checkpoint import (
     VerifiedCheckpoint,
     open_checkpoint,
     require_cosignatures,
 )
+from provenance.tlog.text import parse_hash_lines, split_header
 
 HEADER = "c2sp.org/tlog-proof@v1"
 #: Largest tlog-proof this module parses.
@@ -49,13 +50,7 @@ class TlogProof:
         """Parse a tlog-proof file, checking its syntax (not its signatures)."""
         if len(data) > MAX_PROOF_BYTES:
             raise NoteError(f"tlog-proof is {len(data)} bytes, over the limit of {MAX_PROOF_BYTES}")
-        head, separator, checkpoint = data.partition(b"\n\n")
-        if not separator:
-            raise NoteError("tlog-proof has no blank line before its checkpoint")
-        try:
-            lines = head.decode("ascii").split("\n")
-        except UnicodeDecodeError as exc:
-            raise NoteError("tlog-proof header is not ASCII") from exc
+        lines, checkpoint = split_header(data, what="tlog-proof", error=NoteError)
         if lines[0] != HEADER:
             raise NoteError(f"tlog-proof first line is {lines[0][:40]!r}, expected {HEADER!r}")
         position = 1
@@ -70,18 +65,8 @@ class TlogProof:
         index = parse_uint64(
             lines[position][len("index ") :], what="tlog-proof index", error=NoteError
         )
-        hash_lines = lines[position + 1 :]
-        if len(hash_lines) > MAX_PROOF_HASHES:
-            raise NoteError(f"tlog-proof has {len(hash_lines)} hashes, more than any tree needs")
-        hashes = []
-        for number, line in enumerate(hash_lines):
-            value = b64decode_strict(line, what=f"tlog-proof hash {number}", error=NoteError)
-            if len(value) != 32:
-                raise NoteError(f"tlog-proof hash {number} is {len(value)} bytes, expected 32")
-            hashes.append(value)
-        if not checkpoint:
-            raise NoteError("tlog-proof has no checkpoint after the blank line")
-        return cls(index, tuple(hashes), checkpoint, extra)
+        hashes = parse_hash_lines(lines[position + 1 :], what="tlog-proof", error=NoteError)
+        return cls(index, hashes, checkpoint, extra)
 
     def verify(
         self,

@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from provenance.encoding import b64decode_strict, b64encode, parse_uint64
+from provenance.encoding import b64encode, parse_uint64
 from provenance.errors import NoteError, ProofError
-from provenance.merkle import EMPTY_ROOT, HASH_SIZE, MAX_PROOF_HASHES, verify_consistency
+from provenance.merkle import EMPTY_ROOT, verify_consistency
 from provenance.note import CosignatureSigner, Ed25519NoteVerifier, NoteSignature
 from provenance.tlog.checkpoint import open_checkpoint
+from provenance.tlog.text import parse_hash_lines, split_header
 
 #: Largest add-checkpoint request body accepted.
 MAX_REQUEST_BYTES = 64 * 1024
@@ -75,25 +76,11 @@ class AddCheckpointRequest:
         """Parse a request body with limits."""
         if len(body) > MAX_REQUEST_BYTES:
             raise MalformedRequest(f"request is {len(body)} bytes, over {MAX_REQUEST_BYTES}")
-        head, separator, checkpoint = body.partition(b"\n\n")
-        if not separator or not checkpoint:
-            raise MalformedRequest("request has no blank line followed by a checkpoint")
-        try:
-            lines = head.decode("ascii").split("\n")
-        except UnicodeDecodeError as exc:
-            raise MalformedRequest("request header is not ASCII") from exc
+        lines, checkpoint = split_header(body, what="request", error=MalformedRequest)
         if not lines[0].startswith("old "):
             raise MalformedRequest("request does not start with 'old N'")
         old_size = parse_uint64(lines[0][len("old ") :], what="old size", error=MalformedRequest)
-        if len(lines) - 1 > MAX_PROOF_HASHES:
-            raise MalformedRequest("request carries too many proof hashes")
-        proof = tuple(
-            b64decode_strict(line, what=f"proof hash {n}", error=MalformedRequest)
-            for n, line in enumerate(lines[1:])
-        )
-        for number, item in enumerate(proof):
-            if len(item) != HASH_SIZE:
-                raise MalformedRequest(f"proof hash {number} is {len(item)} bytes, expected 32")
+        proof = parse_hash_lines(lines[1:], what="proof", error=MalformedRequest)
         return cls(old_size, proof, checkpoint)
 
 
