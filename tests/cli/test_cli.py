@@ -294,6 +294,32 @@ def test_log_commands_on_missing_or_foreign_files(tmp_path: Path) -> None:
     )
 
 
+def test_demo_refuses_a_non_empty_workdir(tmp_path: Path) -> None:
+    (tmp_path / "keep.txt").write_text("mine")
+    assert "is not empty" in refused("demo", "--workdir", str(tmp_path))
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
+
+
+def test_append_with_a_contradicting_origin_appends_nothing(built_log: Path) -> None:
+    before = (built_log / "checkpoint.txt").read_bytes()
+    message = refused(
+        "log",
+        "append",
+        "--log",
+        "log.db",
+        "--key",
+        "keys/example.com_log.key",
+        "--origin",
+        "other.example/log",
+        "--text",
+        "x",
+        cwd=built_log,
+    )
+    assert "does not match the log's origin 'example.com/log'" in message
+    ok("log", "checkpoint", "--log", "log.db", "--out", "again.txt", cwd=built_log)
+    assert (built_log / "again.txt").read_bytes() == before
+
+
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     summary = json.loads(ok("demo", "--workdir", str(tmp_path / "demo"), "--json"))
     assert summary["size"] == 3
