@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from provenance.canonical import parse_json
+from provenance.canonical import canonical_json, parse_json
 from provenance.encoding import b64decode_any_alphabet, b64encode
 from provenance.errors import EnvelopeError, InvalidSignature
 from provenance.keys import PublicKey, SigningKey
@@ -56,6 +56,10 @@ class Envelope:
                 for signature in self.signatures
             ],
         }
+
+    def to_json(self) -> bytes:
+        """The envelope's JSON form as canonical JSON bytes (how it is stored and sent)."""
+        return canonical_json(self.to_dict())
 
     @classmethod
     def from_dict(cls, data: Any) -> Envelope:

@@ -64,7 +64,7 @@ class LogRecord:
 
 def envelope_bytes(envelope: Envelope) -> bytes:
     """The stored form of an envelope: its canonical JSON."""
-    return canonical_json(envelope.to_dict())
+    return envelope.to_json()
 
 
 def record_for(
