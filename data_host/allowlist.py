@@ -20,7 +20,7 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from sqlalchemy import Column, DateTime, Engine, Text, delete, insert, select
+from sqlalchemy import Column, DateTime, Engine, Table, Text, delete, insert, select
 from sqlmodel import Field, SQLModel
 
 from data_host.errors import DataHostError, WorkRefused
@@ -41,6 +41,10 @@ class AllowedApp(SQLModel, table=True):
     fab_hash: str = Field(primary_key=True, max_length=64)
     label: str = Field(sa_column=Column(Text, nullable=False))
     added_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+#: The table behind ``AllowedApp``, for Core statements.
+ALLOWED_APP_TABLE: Table = AllowedApp.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -113,14 +117,13 @@ class AppAllowList:
         """Allow a bundle hash; allowing it again keeps the first label."""
         checked = check_fab_hash(fab_hash)
         label = label.strip() or "unnamed"
-        table = AllowedApp.__table__
         with write_transaction(self._engine) as connection:
             exists = connection.execute(
-                select(table.c.fab_hash).where(table.c.fab_hash == checked)  # type: ignore[attr-defined]
+                select(ALLOWED_APP_TABLE.c.fab_hash).where(ALLOWED_APP_TABLE.c.fab_hash == checked)
             ).first()
             if exists is None:
                 connection.execute(
-                    insert(table).values(  # type: ignore[arg-type]
+                    insert(ALLOWED_APP_TABLE).values(
                         fab_hash=checked, label=label, added_at=datetime.now(UTC)
                     )
                 )
@@ -129,10 +132,9 @@ class AppAllowList:
     def remove(self, fab_hash: str) -> None:
         """Stop allowing a hash the creator added. The shipped app cannot be removed here."""
         checked = check_fab_hash(fab_hash)
-        table = AllowedApp.__table__
         with write_transaction(self._engine) as connection:
             removed = connection.execute(
-                delete(table).where(table.c.fab_hash == checked)  # type: ignore[attr-defined]
+                delete(ALLOWED_APP_TABLE).where(ALLOWED_APP_TABLE.c.fab_hash == checked)
             ).rowcount
         if removed == 0:
             if checked == shipped_app_hash():
@@ -143,15 +145,18 @@ class AppAllowList:
 
     def entries(self) -> list[AllowListEntry]:
         """Every allowed hash: the shipped app first, then the creator's, oldest first."""
-        table = AllowedApp.__table__
         with self._engine.connect() as connection:
             rows = connection.execute(
-                select(table.c.fab_hash, table.c.label).order_by(table.c.added_at)  # type: ignore[attr-defined]
+                select(ALLOWED_APP_TABLE.c.fab_hash, ALLOWED_APP_TABLE.c.label).order_by(
+                    ALLOWED_APP_TABLE.c.added_at
+                )
             ).all()
         shipped = shipped_app_hash()
         listed = [AllowListEntry(shipped, "shipped with Tallystick", True)] if shipped else []
         listed.extend(
-            AllowListEntry(fab_hash, label, False) for fab_hash, label in rows if fab_hash != shipped
+            AllowListEntry(fab_hash, label, False)
+            for fab_hash, label in rows
+            if fab_hash != shipped
         )
         return listed
 

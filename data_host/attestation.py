@@ -109,7 +109,9 @@ def produce_evidence(
         raise AttestationSetupError(f"dev evidence: {exc}") from exc
 
 
-def local_policy(home: NodeHome, *, nitro_roots: tuple[bytes, ...] | None = None) -> AttestationPolicy:
+def local_policy(
+    home: NodeHome, *, nitro_roots: tuple[bytes, ...] | None = None
+) -> AttestationPolicy:
     """The policy the node checks its own evidence with: dev evidence only from its own
     dev attester (accepted as insecure), Nitro evidence against the pinned roots."""
     return AttestationPolicy(

@@ -24,7 +24,13 @@ from provenance.chunking import ChunkedDataset
 from provenance.dsse import Envelope
 from provenance.errors import KeyFormatError, ProvenanceError
 from provenance.keys import PublicKey, SigningKey
-from provenance.statement import Statement, Subject, predicate_type, sign_statement, verify_statement
+from provenance.statement import (
+    Statement,
+    Subject,
+    predicate_type,
+    sign_statement,
+    verify_statement,
+)
 
 DATASET_MANIFEST_PREDICATE = predicate_type("dataset-manifest")
 #: How chunk leaves and the root are computed.
@@ -145,9 +151,7 @@ def verify_manifest(
         raise ManifestError(f"manifest envelope: {exc}") from exc
     candidates = _signer_candidates(parsed, expected_creator)
     try:
-        statement = verify_statement(
-            parsed, candidates, predicate_type=DATASET_MANIFEST_PREDICATE
-        )
+        statement = verify_statement(parsed, candidates, predicate_type=DATASET_MANIFEST_PREDICATE)
     except ProvenanceError as exc:
         raise ManifestError(f"manifest signature: {exc}") from exc
     predicate = statement.predicate
@@ -193,7 +197,9 @@ def _signer_candidates(envelope: Envelope, expected: PublicKey | None) -> list[P
     return keys
 
 
-def _require(mapping: Mapping[str, Any], name: str, kind: type | tuple[type, ...], where: str) -> Any:
+def _require(
+    mapping: Mapping[str, Any], name: str, kind: type | tuple[type, ...], where: str
+) -> Any:
     value = mapping.get(name)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         expected = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
@@ -238,9 +244,7 @@ def _check_predicate(
     if chunking.get("root") != merkle_root or not _HEX64.fullmatch(merkle_root):
         raise ManifestError("manifest content.chunking.root disagrees with its subject digest")
     if chunking.get("algorithm") != CHUNKING_ALGORITHM:
-        raise ManifestError(
-            f"manifest content.chunking.algorithm must be {CHUNKING_ALGORITHM!r}"
-        )
+        raise ManifestError(f"manifest content.chunking.algorithm must be {CHUNKING_ALGORITHM!r}")
     for name in ("chunk_size", "chunk_count", "total_bytes"):
         _require(chunking, name, int, "content.chunking.")
     files = _require(chunking, "files", list, "content.chunking.")

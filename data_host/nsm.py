@@ -63,7 +63,7 @@ def device_transport(device: Path = NSM_DEVICE) -> NsmTransport:
         except OSError as exc:
             raise AttestationSetupError(f"cannot open {device}: {exc.strerror}") from exc
         try:
-            fcntl.ioctl(fd, NSM_IOCTL_REQUEST, message)  # type: ignore[call-overload]
+            fcntl.ioctl(fd, NSM_IOCTL_REQUEST, message)
         except OSError as exc:
             raise AttestationSetupError(f"NSM request on {device} failed: {exc.strerror}") from exc
         finally:

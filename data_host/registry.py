@@ -11,8 +11,9 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import Column, DateTime, Engine, LargeBinary, Text, insert, select, update
+from sqlalchemy import Column, DateTime, Engine, LargeBinary, Table, Text, insert, select, update
 from sqlmodel import Field, SQLModel
 
 from data_host.errors import UnknownDataset, WorkRefused
@@ -55,6 +56,10 @@ class HostDataset(SQLModel, table=True):
     revoked_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
+#: The table behind ``HostDataset``, for Core statements.
+DATASET_TABLE: Table = HostDataset.__table__  # type: ignore[attr-defined]
+
+
 @dataclass(frozen=True)
 class RegisteredDataset:
     """A registry row with its manifest verified again on the way out of the database."""
@@ -70,12 +75,26 @@ class RegisteredDataset:
 
 def create_node_tables(engine: Engine) -> None:
     """Create every table the node uses (registry, allow-list, privacy ledger); idempotent."""
-    from data_host.allowlist import AllowedApp
+    from data_host.allowlist import ALLOWED_APP_TABLE
 
     SQLModel.metadata.create_all(
-        engine, tables=[HostDataset.__table__, AllowedApp.__table__]  # type: ignore[list-item]
+        engine,
+        tables=[DATASET_TABLE, ALLOWED_APP_TABLE],
     )
     PrivacyBudgetLedger(engine).create_tables()
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; every time stored here is UTC."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+def _row(values: dict[str, Any]) -> HostDataset:
+    values["created_at"] = _aware(values["created_at"])
+    values["revoked_at"] = _aware(values["revoked_at"])
+    return HostDataset.model_validate(values)
 
 
 class DatasetRegistry:
@@ -93,7 +112,7 @@ class DatasetRegistry:
             )
         values = row.model_dump()
         with write_transaction(self._engine) as connection:
-            connection.execute(insert(HostDataset.__table__).values(**values))  # type: ignore[arg-type]
+            connection.execute(insert(DATASET_TABLE).values(**values))
             PrivacyBudgetLedger(self._engine).open_budget(row.id, budget, connection=connection)
         return RegisteredDataset(row, signed)
 
@@ -101,24 +120,25 @@ class DatasetRegistry:
         """The dataset with ``dataset_id``; raises ``UnknownDataset`` if there is none."""
         check_dataset_id(dataset_id)
         with self._engine.connect() as connection:
-            found = connection.execute(
-                select(HostDataset.__table__).where(HostDataset.__table__.c.id == dataset_id)  # type: ignore[attr-defined]
-            ).mappings().first()
+            found = (
+                connection.execute(select(DATASET_TABLE).where(DATASET_TABLE.c.id == dataset_id))
+                .mappings()
+                .first()
+            )
         if found is None:
             raise UnknownDataset(
                 f"no dataset {dataset_id} on this node; list them with: tally host dataset list"
             )
-        row = HostDataset.model_validate(dict(found))
+        row = _row(dict(found))
         return RegisteredDataset(row, verify_manifest(row.envelope))
 
     def list(self) -> list[HostDataset]:
         """Every dataset on this node, oldest first."""
-        table = HostDataset.__table__
         with self._engine.connect() as connection:
             found = connection.execute(
-                select(table).order_by(table.c.created_at, table.c.id)  # type: ignore[attr-defined]
+                select(DATASET_TABLE).order_by(DATASET_TABLE.c.created_at, DATASET_TABLE.c.id)
             ).mappings()
-            return [HostDataset.model_validate(dict(item)) for item in found]
+            return [_row(dict(item)) for item in found]
 
     def revoke(self, dataset_id: str, reason: str) -> RegisteredDataset:
         """Mark a dataset revoked; all future work on it is refused. Revoking twice keeps the
@@ -126,11 +146,10 @@ class DatasetRegistry:
         current = self.get(dataset_id)
         if current.is_revoked:
             return current
-        table = HostDataset.__table__
         with write_transaction(self._engine) as connection:
             connection.execute(
-                update(table)
-                .where(table.c.id == dataset_id, table.c.status == ACTIVE)  # type: ignore[attr-defined]
+                update(DATASET_TABLE)
+                .where(DATASET_TABLE.c.id == dataset_id, DATASET_TABLE.c.status == ACTIVE)
                 .values(status=REVOKED, revoked_at=datetime.now(UTC), revoked_reason=reason)
             )
         return self.get(dataset_id)
@@ -149,7 +168,5 @@ class DatasetRegistry:
             )
         uses = dataset.signed.manifest.predicate["allowed_uses"]
         if use not in uses:
-            raise WorkRefused(
-                f"dataset {dataset_id} allows {', '.join(uses)}, not {use!r}"
-            )
+            raise WorkRefused(f"dataset {dataset_id} allows {', '.join(uses)}, not {use!r}")
         return dataset

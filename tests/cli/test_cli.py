@@ -6,37 +6,14 @@ import base64
 import hashlib
 import json
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from tally_runner import ok, refused
 
 from provenance.keys import SigningKey, write_public_key
 from provenance.statement import Statement, Subject, predicate_type, sign_statement
 from provenance.tlog.records import envelope_bytes
-
-TALLY = str(Path(sys.executable).with_name("tally"))
-
-
-def tally(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [TALLY, *args], capture_output=True, text=True, cwd=cwd, timeout=120, check=False
-    )
-
-
-def ok(*args: str, cwd: Path | None = None) -> str:
-    result = tally(*args, cwd=cwd)
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
-def refused(*args: str, cwd: Path | None = None) -> str:
-    result = tally(*args, cwd=cwd)
-    assert result.returncode != 0, result.stdout
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
