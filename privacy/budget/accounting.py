@@ -14,12 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from opacus.accountants import RDPAccountant
-from opacus.accountants.analysis import rdp as rdp_analysis
-from opacus.accountants.utils import get_noise_multiplier
 
 from privacy.errors import AccountingError
 
@@ -31,7 +29,25 @@ MAX_STEPS = 1_000_000_000
 EPSILON_DIGITS = 6
 #: ``noise_for_target`` stops once ε is within this fraction below the target.
 TARGET_RELATIVE_TOLERANCE = 1e-3
-_ORDERS: tuple[float, ...] = tuple(float(alpha) for alpha in RDPAccountant.DEFAULT_ALPHAS)
+
+
+@lru_cache(maxsize=1)
+def _orders() -> tuple[float, ...]:
+    """``RDPAccountant``'s default alpha orders.
+
+    Opacus is imported on first use, not with this module: importing it imports torch
+    (seconds), and a command that only reads the ledger should not pay for that.
+    """
+    from opacus.accountants import RDPAccountant
+
+    return tuple(float(alpha) for alpha in RDPAccountant.DEFAULT_ALPHAS)
+
+
+def _rdp_analysis() -> Any:
+    """``opacus.accountants.analysis.rdp``, imported on first use (see ``_orders``)."""
+    from opacus.accountants.analysis import rdp
+
+    return rdp
 
 
 def _is_real(value: object) -> bool:
@@ -82,10 +98,10 @@ class Mechanism:
 
 @lru_cache(maxsize=1024)
 def _rdp_per_step(noise_multiplier: float, sample_rate: float) -> NDArray[np.float64]:
-    """Opacus's RDP curve of one step at ``_ORDERS`` (read-only; cached per process)."""
+    """Opacus's RDP curve of one step at ``_orders()`` (read-only; cached per process)."""
     curve = np.asarray(
-        rdp_analysis.compute_rdp(
-            q=sample_rate, noise_multiplier=noise_multiplier, steps=1, orders=list(_ORDERS)
+        _rdp_analysis().compute_rdp(
+            q=sample_rate, noise_multiplier=noise_multiplier, steps=1, orders=list(_orders())
         ),
         dtype=np.float64,
     )
@@ -123,8 +139,10 @@ def epsilon_of(mechanisms: Sequence[Mechanism], delta: float) -> float:
         for (sigma, rate), steps in sorted(steps_by_setting.items())
     ]
     # The same Python ``sum`` over arrays as RDPAccountant.get_privacy_spent.
-    total = sum(curves, np.zeros(len(_ORDERS), dtype=np.float64))
-    epsilon, _order = rdp_analysis.get_privacy_spent(orders=list(_ORDERS), rdp=total, delta=delta)
+    total = sum(curves, np.zeros(len(_orders()), dtype=np.float64))
+    epsilon, _order = _rdp_analysis().get_privacy_spent(
+        orders=list(_orders()), rdp=total, delta=delta
+    )
     result = float(epsilon)
     if math.isnan(result):
         raise AccountingError(f"Opacus returned ε = NaN for {len(mechanisms)} mechanisms")
@@ -148,6 +166,8 @@ def noise_for_target(target_epsilon: float, delta: float, sample_rate: float, st
     Mechanism(noise_multiplier=1.0, sample_rate=sample_rate, steps=steps)  # validates both
     tolerance = min(0.01, target_epsilon * TARGET_RELATIVE_TOLERANCE)
     try:
+        from opacus.accountants.utils import get_noise_multiplier
+
         sigma = get_noise_multiplier(
             target_epsilon=target_epsilon,
             target_delta=delta,

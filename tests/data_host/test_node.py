@@ -45,7 +45,7 @@ from provenance.keys import SigningKey
 from provenance.statement import Statement, sign_statement
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "provenance"))
-from nitro_fixtures import AT, make_pki, payload_fields, sign_document  # noqa: E402
+from nitro_fixtures import AT, make_pki, payload_fields, sign_document
 
 ROOT = "ab" * 32
 
@@ -351,7 +351,8 @@ def test_nitro_evidence_comes_from_the_nsm_and_binds_the_worker_key(tmp_path: Pa
     )
     assert not verified.insecure
     assert verified.nonce == b"n" * 16
-    assert verified.user_data is not None and b"alice" in verified.user_data
+    assert verified.user_data is not None
+    assert b"alice" in verified.user_data
     assert len(requests) == 1
 
 
@@ -359,7 +360,9 @@ def test_nsm_request_and_error_responses() -> None:
     import cbor2
 
     request = cbor2.loads(encode_attestation_request(b"k" * 32, None, b"nonce"))
-    assert request == {"Attestation": {"public_key": b"k" * 32, "user_data": None, "nonce": b"nonce"}}
+    assert request == {
+        "Attestation": {"public_key": b"k" * 32, "user_data": None, "nonce": b"nonce"}
+    }
     with pytest.raises(AttestationSetupError, match="over 1024"):
         encode_attestation_request(b"k" * 2000, None, None)
     with pytest.raises(AttestationSetupError, match="InvalidArgument"):
