@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from clients.cli import log, verify
+from clients.cli import host, log, verify
 from clients.cli.demo import demo
 from clients.cli.keys import keygen
 
@@ -17,6 +17,7 @@ app = typer.Typer(
 )
 app.command("demo", rich_help_panel="Start here")(demo)
 app.command("keygen", rich_help_panel="Everyone")(keygen)
+app.add_typer(host.app, name="host", rich_help_panel="Creators")
 app.add_typer(verify.app, name="verify", rich_help_panel="Auditors")
 app.add_typer(log.app, name="log", rich_help_panel="Log operators")
 

@@ -144,6 +144,19 @@ class LedgerEntry:
     mechanism: Mechanism
     recorded_at: datetime
 
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able row of the ledger's history."""
+        return {
+            "dataset_id": self.dataset_id,
+            "job_id": self.job_id,
+            "round": self.round_number,
+            "noise_multiplier": self.mechanism.noise_multiplier,
+            "sample_rate": self.mechanism.sample_rate,
+            "steps": self.mechanism.steps,
+            "accountant": self.mechanism.accountant,
+            "recorded_at": self.recorded_at.isoformat(),
+        }
+
 
 def _check_id(name: str, value: object) -> str:
     if not isinstance(value, str) or not value:
