@@ -13,7 +13,9 @@ check happens before any creator data is opened.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -72,14 +74,32 @@ def fab_hash_of_bytes(fab: bytes) -> str:
 
 
 def fab_hash_of_file(path: Path) -> str:
-    """The hash of a ``.fab`` file (at most 64 MiB)."""
+    """The hash of a ``.fab`` file: a regular file (no link, FIFO or device) of at most
+    64 MiB."""
     try:
-        size = path.stat().st_size
-        if size > MAX_FAB_BYTES:
-            raise DataHostError(f"{path} is {size} bytes; app bundles are at most {MAX_FAB_BYTES}")
-        return fab_hash_of_bytes(path.read_bytes())
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise DataHostError(f"cannot open app bundle {path}: {exc.strerror}") from exc
+    try:
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode):
+            raise DataHostError(f"app bundle {path} is not a regular file")
+        if status.st_size > MAX_FAB_BYTES:
+            raise DataHostError(
+                f"{path} is {status.st_size} bytes; app bundles are at most {MAX_FAB_BYTES}"
+            )
+        digest = hashlib.sha256()
+        read = 0
+        while chunk := os.read(fd, 1 << 20):
+            read += len(chunk)
+            if read > MAX_FAB_BYTES:
+                raise DataHostError(f"{path} grew past {MAX_FAB_BYTES} bytes while read")
+            digest.update(chunk)
+        return digest.hexdigest()
     except OSError as exc:
         raise DataHostError(f"cannot read app bundle {path}: {exc.strerror}") from exc
+    finally:
+        os.close(fd)
 
 
 def build_fab(app_dir: Path) -> bytes:

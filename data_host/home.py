@@ -43,6 +43,9 @@ from provenance.storage import make_engine, sqlite_url
 
 CONFIG_FILE = "node.json"
 CONFIG_VERSION = 1
+#: ``database_url`` of a home whose database is ``registry.db`` inside it, wherever the
+#: home is (a copied or moved home keeps using its own database).
+EMBEDDED_DATABASE = "embedded:registry.db"
 #: Environment variable naming the default node home.
 HOME_ENV = "TALLY_HOST_HOME"
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -179,7 +182,14 @@ class NodeHome:
     @cached_property
     def engine(self) -> Engine:
         """The registry database engine (created once per ``NodeHome``)."""
-        return make_engine(self.config.database_url)
+        return make_engine(self.database_url)
+
+    @property
+    def database_url(self) -> str:
+        """The SQLAlchemy URL of the node's database."""
+        if self.config.database_url == EMBEDDED_DATABASE:
+            return sqlite_url(self.root / "registry.db")
+        return self.config.database_url
 
     def _load_key(self, path: Path, did: str, role: str) -> SigningKey:
         try:
@@ -217,7 +227,8 @@ def init_home(root: Path, name: str, *, database_url: str | None = None) -> Node
     """Create a node home at ``root``: keys (0600), registry database, then ``node.json``.
 
     ``root`` may exist only as an empty directory. ``database_url`` defaults to the SQLite
-    file ``registry.db`` in the home. Raises ``NodeHomeError`` without leaving anything
+    file ``registry.db`` in the home (stored as ``EMBEDDED_DATABASE``, so that the home
+    can be moved). Raises ``NodeHomeError`` without leaving anything
     behind if any step fails.
     """
     check_node_name(name)
@@ -242,7 +253,7 @@ def init_home(root: Path, name: str, *, database_url: str | None = None) -> Node
             creator_did=creator.public_key.did,
             worker_did=worker.public_key.did,
             dev_attester_did=attester.public_key.did,
-            database_url=database_url or sqlite_url(root / "registry.db"),
+            database_url=database_url or EMBEDDED_DATABASE,
         )
         home = NodeHome(root, config)
         # Imported here: the registry imports this module for NodeHome's type.

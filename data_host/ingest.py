@@ -144,6 +144,14 @@ def _hash_and_analyse(
     return chunked, analysis
 
 
+def _published_column_name(column: str, scanner: PiiScanner, policy: PiiPolicy) -> str:
+    """A column name as the manifest may show it: under ``redact``, a name that is itself
+    PII (a CSV header holding an e-mail address) is redacted like the data."""
+    if policy is not PiiPolicy.REDACT:
+        return column
+    return scanner.redact(column.encode("utf-8")).decode("utf-8", errors="replace")
+
+
 def _predicate(
     *,
     dataset_id: str,
@@ -206,7 +214,7 @@ def ingest_dataset(
     tally = PiiTally()
     for kind, columns in analysis.pii.counts.items():
         for column, count in columns.items():
-            tally.add(kind, column, count)
+            tally.add(kind, _published_column_name(column, scanner, terms.pii_policy), count)
     pii = tally.to_dict(
         policy=terms.pii_policy,
         engine=scanner.engine,

@@ -23,7 +23,7 @@ from data_host.allowlist import AppAllowList
 from data_host.errors import WorkRefused
 from data_host.registry import DatasetRegistry
 from privacy.budget import BudgetCheck, Mechanism, PrivacyBudgetLedger, format_epsilon
-from privacy.errors import BudgetExceeded
+from privacy.errors import BudgetError
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,6 @@ def admit_work(engine: Engine, request: WorkRequest, *, reserve: bool) -> Admiss
         check = ledger.check(request.dataset_id, request.job_id, request.planned)
         if reserve:
             ledger.reserve(request.dataset_id, request.job_id, request.planned)
-    except BudgetExceeded as exc:
+    except BudgetError as exc:
         raise WorkRefused(f"privacy budget: {exc}") from exc
     return AdmissionDecision(request, dataset.row.manifest_digest, check, reserved=reserve)

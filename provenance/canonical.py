@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from typing import Any
 
 import rfc8785
@@ -60,6 +61,13 @@ def _reject_constant(name: str) -> Any:
     raise _Ambiguous(f"contains the non-finite number {name}")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise _Ambiguous(f"contains the number {text[:40]}, too large for a float")
+    return value
+
+
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:
@@ -105,7 +113,10 @@ def parse_json(
         raise error(f"{what} is not valid UTF-8: {exc}") from exc
     try:
         value = json.loads(
-            text, object_pairs_hook=_no_duplicate_keys, parse_constant=_reject_constant
+            text,
+            object_pairs_hook=_no_duplicate_keys,
+            parse_constant=_reject_constant,
+            parse_float=_finite_float,
         )
     except _Ambiguous as exc:
         raise error(f"{what} {exc}") from exc

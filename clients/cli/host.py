@@ -22,6 +22,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 
 from clients.cli.output import JsonFlag, console, emit_json, fail
 from data_host.allowlist import AppAllowList, check_fab_hash, fab_hash_of_file
@@ -71,6 +72,9 @@ def _failing_cleanly() -> Iterator[None]:
         yield
     except _ERRORS as exc:
         fail(str(exc))
+    except SQLAlchemyError as exc:
+        reason = getattr(exc, "orig", None) or exc
+        fail(f"the node's database cannot be used: {reason}")
 
 
 @app.command("init")

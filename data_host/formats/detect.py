@@ -144,12 +144,20 @@ def _checked_name(folder: Path, name: str) -> None:
 def _entries(
     folder: Path,
 ) -> tuple[list[tuple[Path, os.stat_result | None]], list[tuple[Path, os.stat_result | None]]]:
-    """A folder's visible sub-folders and regular files, sorted by name; anything else fails."""
+    """A folder's sub-folders and regular files, sorted by name; anything else fails.
+
+    Hidden entries (``.DS_Store``, ``.git``) are refused rather than skipped: the chunk
+    hashing signs every file under the dataset, so a file this validation and the PII
+    scan skipped would be sold unchecked.
+    """
     folders: list[tuple[Path, os.stat_result | None]] = []
     files: list[tuple[Path, os.stat_result | None]] = []
     for entry in _scan(folder):
         if entry.name.startswith("."):
-            continue
+            raise DatasetFormatError(
+                f"{folder / entry.name} is a hidden entry; a dataset folder holds only its "
+                "data (move it out of the folder)"
+            )
         _checked_name(folder, entry.name)
         location = folder / entry.name
         entry_status = _lstat(location)

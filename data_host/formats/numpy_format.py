@@ -226,6 +226,16 @@ def _member_problem(members: list[zipfile.ZipInfo]) -> str | None:
     odd = [name for name in names if not name.endswith(".npy") or name.endswith("/")]
     if odd:
         return f"holds members that are not .npy arrays: {odd[:5]}"
+    unsafe = [
+        name
+        for name in names
+        if "/" in name or "\\" in name or name.startswith(".") or "\x00" in name
+    ]
+    if unsafe:
+        return f"holds members with path-like or hidden names: {unsafe[:5]}"
+    encrypted = [member.filename for member in members if member.flag_bits & 0x1]
+    if encrypted:
+        return f"holds encrypted members: {encrypted[:5]}"
     repeated = sorted(name for name, count in Counter(names).items() if count > 1)
     if repeated:
         return f"holds the members {repeated[:5]} more than once"

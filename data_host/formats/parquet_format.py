@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from data_host.errors import DatasetFormatError
@@ -47,6 +48,15 @@ _COMPRESSION = {"uncompressed": "none", "lz4_raw": "lz4"}
 _ProgressCallback = Callable[[int], None]
 
 
+#: Largest uncompressed column chunk (one column of one row group) read into memory.
+MAX_COLUMN_CHUNK_BYTES = 1 << 30
+#: Largest ratio of uncompressed to compressed bytes accepted above the floor below.
+MAX_EXPANSION = 1000
+EXPANSION_FLOOR_BYTES = 64 << 20
+#: Largest decoded text of one batch of rows.
+MAX_BATCH_TEXT_BYTES = 256 << 20
+
+
 @contextmanager
 def _open(path: Path, where: str) -> Iterator[pq.ParquetFile]:
     """The Parquet file at ``path``, with its footer read; closed (with the file) after."""
@@ -67,6 +77,24 @@ def _is_text(arrow_type: pa.DataType) -> bool:
         or pa.types.is_large_string(arrow_type)
         or pa.types.is_string_view(arrow_type)
     )
+
+
+def _holds_unread_text(arrow_type: pa.DataType) -> bool:
+    """Whether a column can carry text the scan does not read: binary, or text nested in
+    lists, structs or maps (the scan reads top-level string columns only)."""
+    if pa.types.is_dictionary(arrow_type):
+        return _holds_unread_text(arrow_type.value_type)
+    if (
+        pa.types.is_binary(arrow_type)
+        or pa.types.is_large_binary(arrow_type)
+        or pa.types.is_fixed_size_binary(arrow_type)
+        or pa.types.is_binary_view(arrow_type)
+    ):
+        return True
+    if pa.types.is_nested(arrow_type):
+        children = [arrow_type.field(index).type for index in range(arrow_type.num_fields)]
+        return any(_is_text(child) or _holds_unread_text(child) for child in children)
+    return False
 
 
 def _is_numeric(arrow_type: pa.DataType) -> bool:
@@ -141,13 +169,50 @@ def _batch_rows(parquet: pq.ParquetFile, columns: list[str]) -> int:
     return max(1, min(_BATCH_ROWS, SCAN_BYTES // int(per_row)))
 
 
-def _batches(parquet: pq.ParquetFile, columns: list[str], where: str) -> Iterator[pa.RecordBatch]:
+def _batches(path: Path, columns: list[str], where: str) -> Iterator[pa.RecordBatch]:
+    """The file's ``columns`` in batches of about ``SCAN_BYTES`` of text.
+
+    Text is read dictionary-encoded and its decoded size computed from the dictionary
+    before it is decoded, so that a small file whose few values repeat many times (a
+    decompression bomb: 700 bytes can decode to gigabytes) is refused, not loaded.
+    """
+    limit = max(EXPANSION_FLOOR_BYTES, MAX_EXPANSION * path.stat().st_size)
+    decoded_total = 0
     try:
-        yield from parquet.iter_batches(
-            batch_size=_batch_rows(parquet, columns), columns=columns, use_threads=False
-        )
+        with os.fdopen(open_regular(path), "rb") as source:
+            reader = pq.ParquetFile(source, read_dictionary=columns)
+            for batch in reader.iter_batches(
+                batch_size=_batch_rows(reader, columns), columns=columns, use_threads=False
+            ):
+                decoded = []
+                for column in batch.columns:
+                    size = _decoded_bytes(column)
+                    decoded_total += size
+                    if size > MAX_BATCH_TEXT_BYTES or decoded_total > limit:
+                        raise DatasetFormatError(
+                            f"file {where}: its text decodes to more than "
+                            f"{min(limit, MAX_BATCH_TEXT_BYTES)} bytes from a "
+                            f"{path.stat().st_size}-byte file; refusing a possible "
+                            "decompression bomb"
+                        )
+                    decoded.append(
+                        column.dictionary_decode()
+                        if pa.types.is_dictionary(column.type)
+                        else column
+                    )
+                yield pa.RecordBatch.from_arrays(decoded, names=batch.schema.names)
     except (pa.ArrowException, OSError) as exc:
         raise DatasetFormatError(f"file {where}: cannot read its columns: {exc}") from exc
+
+
+def _decoded_bytes(column: pa.Array) -> int:
+    """Bytes of text ``column`` holds once decoded, computed without decoding it."""
+    if pa.types.is_dictionary(column.type):
+        lengths = pc.binary_length(column.dictionary).take(column.indices)
+    else:
+        lengths = pc.binary_length(column)
+    total = pc.sum(lengths).as_py()
+    return int(total or 0)
 
 
 def _scan_array(array: pa.Array, name: str, finder: PiiFinder, findings: PiiFindings) -> None:
@@ -173,7 +238,15 @@ def _check_schema(
             f"({first[1].to_string(show_schema_metadata=False)}); all files of a Parquet "
             f"dataset share one schema"
         )
+    for field in schema:
+        if _holds_unread_text(field.type):
+            raise DatasetFormatError(
+                f"file {where}: column {field.name!r} of type {field.type} can hold text or "
+                "bytes the PII scan does not read (binary, or text nested in lists, structs "
+                "or maps); store it as plain string columns"
+            )
     metadata = parquet.metadata
+    _check_expansion(metadata, where)
     grouped = sum(metadata.row_group(index).num_rows for index in range(metadata.num_row_groups))
     if grouped != metadata.num_rows:
         raise DatasetFormatError(
@@ -181,6 +254,29 @@ def _check_schema(
             f"hold {grouped}; the file is damaged"
         )
     return schema
+
+
+def _check_expansion(metadata: pq.FileMetaData, where: str) -> None:
+    """Refuse a file whose data expands far beyond its size when decompressed (a
+    decompression bomb): reading it would exhaust the node's memory."""
+    compressed = uncompressed = 0
+    for group in range(metadata.num_row_groups):
+        row_group = metadata.row_group(group)
+        for index in range(row_group.num_columns):
+            chunk = row_group.column(index)
+            compressed += max(0, chunk.total_compressed_size)
+            uncompressed += max(0, chunk.total_uncompressed_size)
+            if chunk.total_uncompressed_size > MAX_COLUMN_CHUNK_BYTES:
+                raise DatasetFormatError(
+                    f"file {where}: column {chunk.path_in_schema!r} holds "
+                    f"{chunk.total_uncompressed_size} bytes in one row group, over the limit "
+                    f"of {MAX_COLUMN_CHUNK_BYTES}; write the file with smaller row groups"
+                )
+    if uncompressed > EXPANSION_FLOOR_BYTES and uncompressed > MAX_EXPANSION * max(1, compressed):
+        raise DatasetFormatError(
+            f"file {where}: its data expands from {compressed} to {uncompressed} bytes when "
+            f"decompressed (over {MAX_EXPANSION}x); refusing a possible decompression bomb"
+        )
 
 
 def analyse_parquet(
@@ -206,13 +302,15 @@ def analyse_parquet(
             rows += parquet.metadata.num_rows
             text_columns = [field.name for field in schema if _is_text(field.type)]
             if finder is not None and text_columns:
-                for batch in _batches(parquet, text_columns, where):
+                for batch in _batches(path, text_columns, where):
                     for name, column in zip(batch.schema.names, batch.columns, strict=True):
                         _scan_array(column, name, finder, findings)
         if progress is not None:
             progress(path.stat().st_size)
     if first is None:  # pragma: no cover - layouts list at least one file
         raise DatasetFormatError(f"{layout.root} holds no Parquet file")
+    if rows == 0:
+        raise DatasetFormatError(f"{layout.root} holds no rows: a dataset needs at least one")
     schema = first[1]
     for field in schema:
         if not _is_text(field.type):

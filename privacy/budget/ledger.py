@@ -341,6 +341,16 @@ class PrivacyBudgetLedger:
         _check_id("job_id", job_id)
         _check_mechanism("planned", planned)
         with self._snapshot(dataset_id) as (conn, terms):
+            existing = conn.execute(
+                select(_RESERVATION.c.status).where(
+                    _RESERVATION.c.dataset_id == dataset_id, _RESERVATION.c.job_id == job_id
+                )
+            ).first()
+            if existing is not None:
+                raise BudgetError(
+                    f"job {job_id!r} already has a reservation on dataset {dataset_id!r} "
+                    f"({existing.status}); a job reserves its steps once"
+                )
             return _admission(dataset_id, job_id, terms, _commitments(conn, dataset_id), planned)
 
     def record(

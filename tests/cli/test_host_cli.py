@@ -235,3 +235,24 @@ def test_every_host_command_has_help_with_an_example() -> None:
         ["policy", "check"],
     ):
         assert "Example" in ok("host", *command, "--help"), command
+
+
+def test_a_fifo_or_link_is_not_an_app_bundle(node: Path, tmp_path: Path) -> None:
+    import os
+
+    os.mkfifo(tmp_path / "fifo")
+    assert "not a regular file" in refused(
+        "host", "app", "allow", "--fab", str(tmp_path / "fifo"), "--home", str(node)
+    )
+    (tmp_path / "real.fab").write_bytes(b"PK")
+    (tmp_path / "link.fab").symlink_to(tmp_path / "real.fab")
+    assert "cannot open app bundle" in refused(
+        "host", "app", "allow", "--fab", str(tmp_path / "link.fab"), "--home", str(node)
+    )
+
+
+def test_a_corrupt_registry_is_one_error_line(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    ok("host", "init", "--name", "carol", "--home", str(home))
+    (home / "registry.db").write_bytes(b"\x00garbage" * 1024)
+    assert "database cannot be used" in refused("host", "dataset", "list", "--home", str(home))

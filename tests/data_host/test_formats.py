@@ -113,14 +113,14 @@ def test_detect_binary_formats_and_image_folder(tmp_path: Path) -> None:
     assert detect_format(tmp_path / "imgs") is DatasetFormat.IMAGE_FOLDER
 
 
-def test_folder_of_one_format_ignores_hidden_entries(tmp_path: Path) -> None:
+def test_folder_with_hidden_entries_is_refused(tmp_path: Path) -> None:
+    # Chunk hashing signs every file; a hidden one would be sold unscanned.
     write(tmp_path / "a.csv", "x\n1\n")
     write(tmp_path / "b.csv", "x\n2\n")
+    assert [path.name for path in inspect_layout(tmp_path).files] == ["a.csv", "b.csv"]
     write(tmp_path / ".DS_Store", b"\x00junk")
-    (tmp_path / ".git").mkdir()
-    layout = inspect_layout(tmp_path)
-    assert layout.format is DatasetFormat.CSV
-    assert [path.name for path in layout.files] == ["a.csv", "b.csv"]
+    with pytest.raises(DatasetFormatError, match=r"\.DS_Store is a hidden entry"):
+        inspect_layout(tmp_path)
 
 
 def test_mixed_format_folder_names_formats_and_examples(tmp_path: Path) -> None:
@@ -863,3 +863,62 @@ def test_image_folder_cannot_be_redacted(tmp_path: Path) -> None:
             tmp_path / "clean",
         )
     assert not (tmp_path / "clean").exists()
+
+
+# --- hostile files (found in review) -------------------------------------------------------
+
+
+def test_parquet_decompression_bomb_is_refused_before_it_is_decoded(tmp_path: Path) -> None:
+    values = pa.array(["a" * (8 << 20)] * 16, type=pa.large_string())
+    pq.write_table(
+        pa.table({"s": values}),
+        tmp_path / "bomb.parquet",
+        compression="zstd",
+        compression_level=19,
+    )
+    assert (tmp_path / "bomb.parquet").stat().st_size < 4096
+    with pytest.raises(DatasetFormatError, match="decompression bomb"):
+        analyse_dataset(tmp_path / "bomb.parquet", finder=lambda data: [])
+
+
+@pytest.mark.parametrize(
+    "column",
+    [
+        pa.array([["bob@example.com"]] * 3),
+        pa.array([{"inner": "bob@example.com"}] * 3),
+        pa.array([b"bob@example.com"] * 3),
+    ],
+)
+def test_parquet_text_the_scan_cannot_read_is_refused(tmp_path: Path, column: pa.Array) -> None:
+    pq.write_table(pa.table({"c": column, "label": [1, 0, 1]}), tmp_path / "n.parquet")
+    with pytest.raises(DatasetFormatError, match="PII scan does not read"):
+        analyse_dataset(tmp_path / "n.parquet", finder=lambda data: [])
+
+
+def test_parquet_without_rows_is_refused(tmp_path: Path) -> None:
+    pq.write_table(pa.table({"a": pa.array([], pa.int64())}), tmp_path / "e.parquet")
+    with pytest.raises(DatasetFormatError, match="no rows"):
+        analyse_dataset(tmp_path / "e.parquet")
+
+
+def test_npz_with_path_like_or_encrypted_members_is_refused(tmp_path: Path) -> None:
+    array = io.BytesIO()
+    np.save(array, np.arange(5))
+    with zipfile.ZipFile(tmp_path / "paths.npz", "w") as archive:
+        archive.writestr("../../x.npy", array.getvalue())
+    with pytest.raises(DatasetFormatError, match="path-like"):
+        analyse_dataset(tmp_path / "paths.npz")
+    with zipfile.ZipFile(tmp_path / "locked.npz", "w") as archive:
+        archive.writestr("x.npy", array.getvalue())
+    raw = bytearray((tmp_path / "locked.npz").read_bytes())
+    raw[raw.find(b"PK\x03\x04") + 6] |= 1  # the "encrypted" flag, local header
+    raw[raw.find(b"PK\x01\x02") + 8] |= 1  # and central directory
+    (tmp_path / "locked.npz").write_bytes(bytes(raw))
+    with pytest.raises(DatasetFormatError, match="encrypted"):
+        analyse_dataset(tmp_path / "locked.npz")
+
+
+def test_jsonl_numbers_too_large_for_a_float_are_refused(tmp_path: Path) -> None:
+    write(tmp_path / "big.jsonl", '{"a": 1.0}\n{"a": 1e999}\n')
+    with pytest.raises(DatasetFormatError, match="too large"):
+        analyse_dataset(tmp_path / "big.jsonl")

@@ -319,3 +319,37 @@ def test_no_redacted_copy_is_left_when_registration_fails(home: NodeHome, tmp_pa
         ingest_dataset(home, source, _terms(pii_policy=PiiPolicy.REDACT))
     assert list(home.redacted_dir.iterdir()) == []
     assert _registered_ids(home) == []
+
+
+def test_a_header_that_is_pii_is_redacted_in_the_manifest_too(
+    home: NodeHome, tmp_path: Path
+) -> None:
+    source = tmp_path / "odd.csv"
+    source.write_text("bob@example.com,label\n" + "".join(f"{i},{i % 2}\n" for i in range(300)))
+    result = ingest_dataset(home, source, _terms(pii_policy=PiiPolicy.REDACT))
+    envelope = result.dataset.row.envelope
+    assert b"bob@example.com" not in result.signed.envelope.payload
+    assert b"bob@example.com" not in envelope
+    assert result.signed.manifest.predicate["pii"]["findings"] == {"email": {"[PII:email]": 1}}
+
+
+def test_hidden_files_in_a_dataset_folder_are_refused(home: NodeHome, tmp_path: Path) -> None:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    _csv(folder / "a.csv")
+    (folder / ".notes.txt").write_text("bob@example.com 4111 1111 1111 1111\n")
+    with pytest.raises(DatasetFormatError, match="hidden"):
+        ingest_dataset(home, folder, _terms())
+    assert _registered_ids(home) == []
+
+
+def test_a_moved_home_keeps_using_its_own_database(home: NodeHome, tmp_path: Path) -> None:
+    dataset_id = ingest_dataset(home, _csv(tmp_path / "a.csv"), _terms()).dataset.row.id
+    home.engine.dispose()
+    moved = tmp_path / "moved"
+    home.root.rename(moved)
+    from data_host.home import open_home
+
+    reopened = open_home(moved)
+    assert reopened.database_url.endswith("/moved/registry.db")
+    assert _registered_ids(reopened) == [dataset_id]
