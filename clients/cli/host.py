@@ -302,10 +302,11 @@ def dataset_list(home: HomeOption = None, as_json: JsonFlag = False) -> None:
     if not rows:
         console.print("no datasets yet: tally host dataset add PATH …")
         return
-    table = Table("id", "title", "format", "rows", "bytes", "status")
+    table = Table("title", "format", "rows", "bytes", "status")
+    table.add_column("id", no_wrap=True, min_width=29)
     for row in rows:
         table.add_row(
-            row.id, row.title, row.format, str(row.rows), str(row.total_bytes), row.status
+            row.title, row.format, str(row.rows), str(row.total_bytes), row.status, row.id
         )
     console.print(table)
 

@@ -1,15 +1,16 @@
 """Image-folder datasets: one sub-folder of images per class, each image checked with Pillow.
 
-Every image must open with Pillow as PNG, JPEG, GIF, BMP, WebP or TIFF and pass
-``Image.verify`` (which checks structure, such as PNG chunk CRCs, without decoding the
-pixels). Images larger than ``Image.MAX_IMAGE_PIXELS`` (or ``DEFAULT_MAX_IMAGE_PIXELS``
-when Pillow's limit is unset) are refused as possible decompression bombs. The schema has
+Every image must open with Pillow as PNG, JPEG, GIF, BMP, WebP or TIFF, pass
+``Image.verify`` (structure, such as PNG chunk CRCs) and decode in full (``verify``
+checks almost nothing of a JPEG; a truncated one fails only when decoded). Images
+larger than ``Image.MAX_IMAGE_PIXELS`` (or ``DEFAULT_MAX_IMAGE_PIXELS`` when Pillow's
+limit is unset) are refused as possible decompression bombs. The schema has
 one feature, ``image``, with shape ``(height, width, channels)`` when every image shares
 it (else ``()`` and a note); the label is ``class`` and ``classes`` are the sub-folder
 names, sorted. Images hold no text for the PII finder and are listed in ``not_scanned``.
 
-This module must never decode an image's pixels or accept a file Pillow cannot verify:
-errors name the class folder and the file.
+This module must never decode an image before its pixel count is checked, or accept a
+file Pillow cannot verify and decode: errors name the class folder and the file.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def _pixel_limit() -> int:
 
 
 def check_image(path: Path, where: str) -> _Shape:
-    """Open and verify one image without decoding it; return its (height, width, channels)."""
+    """Open, verify and decode one image; return its (height, width, channels)."""
     limit = _pixel_limit()
     with os.fdopen(open_regular(path), "rb") as source:
         try:
@@ -56,6 +57,12 @@ def check_image(path: Path, where: str) -> _Shape:
                     )
                 shape = (height, width, len(image.getbands()))
                 image.verify()
+            # ``verify`` checks structure only (for JPEG, nearly nothing): decode the
+            # pixels too, so that a truncated or damaged image is refused here and not
+            # in the middle of a training round. The pixel limit was checked above.
+            source.seek(0)
+            with Image.open(source, formats=_FORMATS) as image:
+                image.load()
         except DatasetFormatError:
             raise
         except UnidentifiedImageError:

@@ -922,3 +922,15 @@ def test_jsonl_numbers_too_large_for_a_float_are_refused(tmp_path: Path) -> None
     write(tmp_path / "big.jsonl", '{"a": 1.0}\n{"a": 1e999}\n')
     with pytest.raises(DatasetFormatError, match="too large"):
         analyse_dataset(tmp_path / "big.jsonl")
+
+
+def test_a_truncated_jpeg_is_refused(tmp_path: Path) -> None:
+    for name in ("cats", "dogs"):
+        (tmp_path / "imgs" / name).mkdir(parents=True)
+        Image.new("RGB", (64, 64), "white").save(tmp_path / "imgs" / name / "a.jpg")
+    assert analyse_dataset(tmp_path / "imgs").schema.rows == 2
+    picture = io.BytesIO()
+    Image.effect_noise((256, 256), 64).convert("RGB").save(picture, "JPEG")
+    (tmp_path / "imgs" / "dogs" / "b.jpg").write_bytes(picture.getvalue()[:2000] + bytes(100))
+    with pytest.raises(DatasetFormatError, match=r"dogs/b\.jpg"):
+        analyse_dataset(tmp_path / "imgs")
