@@ -1,15 +1,16 @@
-"""``tally demo``: the provenance core end to end on this machine.
+"""``tally demo``: three creators' data-host nodes and the provenance log, on this machine.
 
 Until federated training lands, the demo shows the record chain every later step builds
-on: keys, a chunked dataset with its Merkle root, signed in-toto Statements, a
-transparency log with signed checkpoints, a witness cosignature, and a tlog-proof that
+on: three data-host nodes (keys, an attested worker key, a dataset each, ingested with a
+PII scan into a creator-signed dataset manifest and a privacy budget), a transparency log
+of those manifests with signed checkpoints, a witness cosignature, and a tlog-proof that
 is verified exactly as ``tally verify tlog-proof`` verifies it.
 """
 
 from __future__ import annotations
 
 import tempfile
-from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated
 
@@ -19,19 +20,16 @@ from rich.table import Table
 
 from clients.cli.keys import write_key_files
 from clients.cli.output import JsonFlag, console, emit_json, emit_raw, fail
-from provenance.attestation import AttestationPolicy, create_dev_evidence, verify_evidence
-from provenance.canonical import sha256_hex
-from provenance.chunking import chunk_path
+from data_host.attestation import EvidenceKind, produce_evidence, store_evidence
+from data_host.home import NodeHome, init_home
+from data_host.ingest import IngestResult, ingest_dataset
+from data_host.manifest import DATASET_MANIFEST_PREDICATE
+from data_host.terms import DatasetTerms
+from privacy.pii import PiiPolicy
 from provenance.keys import SigningKey
 from provenance.merkle import leaf_hash
 from provenance.note import CosignatureSigner, NoteSigner
-from provenance.statement import (
-    Statement,
-    Subject,
-    predicate_type,
-    sign_statement,
-    verify_statement,
-)
+from provenance.statement import verify_statement
 from provenance.storage import make_engine, sqlite_url
 from provenance.tlog.log import TransparencyLog
 from provenance.tlog.proof import TlogProof
@@ -40,7 +38,7 @@ from provenance.tlog.witness import AddCheckpointRequest, MemoryWitnessState, Wi
 
 LOG_ORIGIN = "demo.tallystick.local/log"
 WITNESS_NAME = "demo.tallystick.local/witness"
-DEMO_PREDICATE = predicate_type("demo-dataset")
+HOSTS = 3
 
 
 def _write_key(directory: Path, name: str) -> SigningKey:
@@ -48,14 +46,37 @@ def _write_key(directory: Path, name: str) -> SigningKey:
 
 
 def _make_dataset(directory: Path, number: int) -> Path:
-    dataset = directory / f"dataset-{number}"
+    """A small tabular dataset; the last host's holds a column of e-mail addresses."""
+    dataset = directory / f"host-{number}"
     dataset.mkdir(parents=True)
     for shard in range(3):
-        rows = "\n".join(
-            f"{number},{shard},{row},{(row * 7919 + number) % 997}" for row in range(4000)
-        )
-        (dataset / f"part-{shard}.csv").write_text("creator,shard,row,value\n" + rows + "\n")
+        header = "age,pressure,cholesterol,label"
+        if number == HOSTS - 1:
+            header += ",contact"
+        lines = [header]
+        for row in range(2000):
+            value = row * 7919 + number * 104729 + shard * 31
+            line = f"{30 + value % 50},{100 + value % 60}.5,{150 + value % 120},{value % 2}"
+            if number == HOSTS - 1:
+                line += f",patient{row}@example.org"
+            lines.append(line)
+        (dataset / f"part-{shard}.csv").write_text("\n".join(lines) + "\n")
     return dataset
+
+
+def _add_dataset(home: NodeHome, source: Path, number: int) -> IngestResult:
+    terms = DatasetTerms(
+        title=f"Cardiology cohort {number}",
+        license="CC-BY-4.0",
+        price_per_sample=Decimal("0.002") + Decimal(number) / 1000,
+        currency="USD",
+        lifetime_epsilon=8.0,
+        max_epsilon_per_job=3.0,
+        delta=1e-5,
+        pii_policy=PiiPolicy.REDACT,
+        label="label",
+    )
+    return ingest_dataset(home, source, terms, chunk_size=64 * 1024)
 
 
 def demo(
@@ -80,9 +101,8 @@ def demo(
         console=console,
         disable=as_json,
     ) as progress:
-        step = progress.add_task("creating keys", total=8)
+        step = progress.add_task("creating log and witness keys", total=8)
         log_key = _write_key(keys_dir, LOG_ORIGIN)
-        creator_key = _write_key(keys_dir, "creator")
         witness_key = _write_key(keys_dir, WITNESS_NAME)
         log_signer = NoteSigner(LOG_ORIGIN, log_key)
         witness = Witness(
@@ -93,39 +113,20 @@ def demo(
         (keys_dir / "log.vkey").write_text(log_signer.verifier.vkey + "\n")
         (keys_dir / "witness.vkey").write_text(witness.signer.verifier.vkey + "\n")
 
-        progress.update(step, advance=1, description="attesting the worker key (dev evidence)")
-        worker_key = _write_key(keys_dir, "worker")
-        code_measurement = sha256_hex(Path(__file__).read_bytes())
-        evidence = create_dev_evidence(
-            creator_key, worker_key.public_key, {"code": code_measurement}
-        )
-        (root / "worker.evidence.json").write_bytes(evidence.to_json())
-        attested = verify_evidence(
-            evidence,
-            AttestationPolicy(
-                allow_insecure=True,
-                expected_measurements={"code": code_measurement},
-                trusted_dev_attesters=frozenset({creator_key.public_key.did}),
-            ),
-        )
+        progress.update(step, advance=1, description="three data-host nodes: keys, attestation")
+        homes = [init_home(root / "hosts" / f"host-{n}", f"host-{n}") for n in range(HOSTS)]
+        attested = [
+            store_evidence(home, produce_evidence(home, EvidenceKind.DEV)) for home in homes
+        ]
 
-        progress.update(step, advance=1, description="chunking three datasets")
+        progress.update(step, advance=1, description="ingesting a dataset on each node")
+        added = [
+            _add_dataset(home, _make_dataset(root / "data", number), number)
+            for number, home in enumerate(homes)
+        ]
         records = []
-        for number in range(3):
-            chunked = chunk_path(_make_dataset(root / "data", number), chunk_size=64 * 1024)
-            statement = Statement(
-                (Subject(f"dataset-{number}", {"sha256": chunked.root.hex()}),),
-                DEMO_PREDICATE,
-                {
-                    "title": f"demo dataset {number}",
-                    "creator": creator_key.public_key.did,
-                    "chunk_size": chunked.chunk_size,
-                    "chunks": chunked.chunk_count,
-                    "bytes": str(chunked.total_bytes),
-                    "created_at": datetime.now(UTC).isoformat(),
-                },
-            )
-            envelope = sign_statement(statement, [creator_key])
+        for number, result in enumerate(added):
+            envelope = result.signed.envelope
             records.append(envelope)
             (root / f"dataset-{number}.dsse.json").write_bytes(envelope_bytes(envelope))
 
@@ -133,8 +134,16 @@ def demo(
         engine = make_engine(sqlite_url(root / "log.db"))
         log = TransparencyLog.create(engine, log_signer)
         verified = [
-            ("demo-dataset", envelope, verify_statement(envelope, [creator_key.public_key]))
-            for envelope in records
+            (
+                "dataset-manifest",
+                envelope,
+                verify_statement(
+                    envelope,
+                    [home.creator_public_key],
+                    predicate_type=DATASET_MANIFEST_PREDICATE,
+                ),
+            )
+            for home, envelope in zip(homes, records, strict=True)
         ]
         first = append_records(log, verified[:2])
 
@@ -174,8 +183,20 @@ def demo(
         "size": checked.checkpoint.size,
         "root_hash": checked.checkpoint.root_hash.hex(),
         "witnessed_by": [n for n in checked.note.verified_by if n != LOG_ORIGIN],
-        "worker_key": attested.worker_key.did,
-        "worker_attestation": {"type": attested.type, "insecure": attested.insecure},
+        "hosts": [
+            {
+                "home": str(home.root),
+                "creator": home.config.creator_did,
+                "worker_key": claims.worker_key.did,
+                "worker_attestation": {"type": claims.type, "insecure": claims.insecure},
+                "dataset_id": result.dataset.row.id,
+                "manifest_digest": result.signed.digest,
+                "rows": result.dataset.row.rows,
+                "pii_findings": result.pii.total,
+                "redacted": result.dataset.row.content_path != result.dataset.row.source_path,
+            }
+            for home, claims, result in zip(homes, attested, added, strict=True)
+        ],
     }
     if as_json:
         emit_json(summary)
@@ -184,11 +205,15 @@ def demo(
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
     table.add_row("work dir", str(root))
-    table.add_row("records logged", f"{checked.checkpoint.size} signed dataset statements")
+    table.add_row("records logged", f"{checked.checkpoint.size} creator-signed dataset manifests")
+    for home, result in zip(homes, added, strict=True):
+        row = result.dataset.row
+        pii = f", {result.pii.total} e-mail addresses redacted" if result.pii.total else ""
+        table.add_row(home.config.name, f"{row.id}: {row.rows} rows{pii}")
     table.add_row("log key", log_signer.verifier.vkey)
     table.add_row("witness key", witness.signer.verifier.vkey)
     table.add_row("entry 0 proof", "verified (log signature, 1 witness, inclusion)")
-    table.add_row("worker key", f"{attested.worker_key.did} (dev evidence: INSECURE, demo only)")
+    table.add_row("worker keys", "attested with dev evidence: INSECURE, demo only")
     console.print(table)
     console.print("\nLatest checkpoint (log signature + witness cosignature):")
     emit_raw(checkpoint_note.decode("utf-8"))
@@ -198,7 +223,10 @@ def demo(
         f"  tally verify tlog-proof --key {keys_dir / 'log.vkey'} "
         f"--witness {keys_dir / 'witness.vkey'} --min-witnesses 1 "
         f"--leaf-file {root / 'entry-0.json'} {root / 'entry-0.tlog-proof'}\n"
-        f"  tally verify envelope --key {keys_dir / 'creator.pub'} {root / 'dataset-0.dsse.json'}",
+        f"  tally verify envelope --key {homes[0].keys_dir / 'creator.pub'} "
+        f"{root / 'dataset-0.dsse.json'}\n"
+        f"  tally host dataset list --home {homes[0].root}\n"
+        f"  tally host dataset verify {added[0].dataset.row.id} --home {homes[0].root}",
         markup=False,
         soft_wrap=True,
     )

@@ -301,8 +301,22 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     summary = json.loads(ok("demo", "--workdir", str(tmp_path / "demo"), "--json"))
     assert summary["size"] == 3
     assert summary["witnessed_by"] == ["demo.tallystick.local/witness"]
-    assert summary["worker_attestation"] == {"type": "dev", "insecure": True}
+    hosts = summary["hosts"]
+    assert len(hosts) == 3
+    assert len({host["creator"] for host in hosts}) == 3
+    assert all(h["worker_attestation"] == {"type": "dev", "insecure": True} for h in hosts)
+    assert [host["redacted"] for host in hosts] == [False, False, True]
+    assert hosts[2]["pii_findings"] == 6000
     demo = tmp_path / "demo"
+    for number, host in enumerate(hosts):
+        ok(
+            "verify",
+            "envelope",
+            "--key",
+            str(Path(host["home"]) / "keys" / "creator.pub"),
+            str(demo / f"dataset-{number}.dsse.json"),
+        )
+        ok("host", "dataset", "verify", host["dataset_id"], "--home", host["home"])
     ok(
         "verify",
         "tlog-proof",
