@@ -1,7 +1,9 @@
 """``tally host …``: run a creator's data-host node: identity, datasets, attestation, allow-list.
 
 Everything here acts on the node's home directory (``--home``, default
-``$TALLY_HOST_HOME`` or ``~/.tallystick/host``); nothing talks to a coordinator.
+``$TALLY_HOST_HOME`` or ``~/.tallystick/host``); nothing talks to a coordinator. This is
+the node's own command line: there is no node server to talk to, so it calls
+``data_host`` directly, and the node's rules live there, not here.
 """
 
 from __future__ import annotations

@@ -37,13 +37,28 @@ from privacy.budget.tables import (
     PrivacySpend,
 )
 from privacy.errors import AccountingError, BudgetError, BudgetExceeded
-from provenance.storage import write_transaction
 
 _BUDGET = PrivacyBudget.__table__  # type: ignore[attr-defined]
 _RESERVATION = PrivacyReservation.__table__  # type: ignore[attr-defined]
 _SPEND = PrivacySpend.__table__  # type: ignore[attr-defined]
 #: Largest round number the ledger accepts.
 MAX_ROUND_NUMBER = 1_000_000_000
+
+
+#: The engine the running process wires (``provenance.storage.make_engine``) takes the
+#: database's write lock at BEGIN (SQLite ``BEGIN IMMEDIATE``) for a connection carrying
+#: this execution option. ``privacy`` may not import ``provenance`` (DESIGN.md), so the
+#: ledger names the option instead; a test checks that both sides agree.
+WRITE_LOCK_OPTION = "tally_write_lock"
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction that holds the database write lock from its start; commits on success."""
+    with engine.connect() as connection:
+        locked = connection.execution_options(**{WRITE_LOCK_OPTION: True})
+        with locked.begin():
+            yield locked
 
 
 def _finite_number(value: object) -> bool:

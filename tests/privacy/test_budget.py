@@ -487,3 +487,11 @@ def test_racing_writers_of_one_job_and_one_round_win_once(ledger: PrivacyBudgetL
         "already recorded" in str(outcome) for outcome in rounds if isinstance(outcome, Exception)
     ), rounds
     assert len(ledger.history("ds")) == 1
+
+
+def test_the_ledger_asks_for_the_write_lock_the_engine_provides() -> None:
+    # privacy may not import provenance; the option name is the contract between them.
+    from privacy.budget import ledger
+    from provenance import storage
+
+    assert ledger.WRITE_LOCK_OPTION == storage._WRITE_OPTION
