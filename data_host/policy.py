@@ -91,4 +91,12 @@ def admit_work(engine: Engine, request: WorkRequest, *, reserve: bool) -> Admiss
             ledger.reserve(request.dataset_id, request.job_id, request.planned)
     except BudgetError as exc:
         raise WorkRefused(f"privacy budget: {exc}") from exc
+    if reserve:
+        # A revocation may have landed while the budget was reserved: look again, and
+        # give the reservation back rather than admit work on a revoked dataset.
+        try:
+            DatasetRegistry(engine).require_usable(request.dataset_id, request.use)
+        except WorkRefused:
+            ledger.release(request.dataset_id, request.job_id)
+            raise
     return AdmissionDecision(request, dataset.row.manifest_digest, check, reserved=reserve)

@@ -38,9 +38,22 @@ class PiiKind(StrEnum):
     SECRET = "secret"  # noqa: S105 - the name of a kind, not a credential
 
 
+# Bytes that are a "word" to every boundary above; no tail ever consumes one.
+WORD_BYTES = rb"[0-9A-Za-z_]"
+ANY_BYTE = rb"[\x00-\xff]"
+
+
 @dataclass(frozen=True)
 class Fragment:
-    """One detector: ``lead`` (candidate) ``tail``, and the check its candidate must pass."""
+    """One detector: ``lead`` (candidate) ``tail``, and the check its candidate must pass.
+
+    The last three fields let the scanner tell which detector matched without asking RE2
+    for submatches; each must hold for every candidate the pattern can match (the tests
+    check them against the patterns). ``first``: a byte class holding every possible first
+    byte. ``required``: every candidate contains at least one of these bytes (empty: no
+    such rule). ``ends_in_word``: every candidate ends in a ``WORD_BYTES`` byte, so the
+    candidate ends at the last word byte of the match (no tail consumes one).
+    """
 
     kind: PiiKind
     name: str
@@ -48,6 +61,9 @@ class Fragment:
     candidate: bytes
     tail: bytes
     check: Check
+    first: bytes = ANY_BYTE
+    required: bytes = b""
+    ends_in_word: bool = False
 
 
 # Boundaries. "Word" bytes are ASCII letters, digits and ``_``; bytes >= 0x80 are not words,
@@ -115,6 +131,7 @@ FRAGMENTS: tuple[Fragment, ...] = (
         rb"" + _PEM_LABEL + rb"-----)?",
         b"",
         validators.accept_all,
+        first=rb"[-]",
     ),
     Fragment(
         PiiKind.SECRET,
@@ -131,6 +148,7 @@ FRAGMENTS: tuple[Fragment, ...] = (
         rb"|eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]*",
         _TOKEN_TAIL,
         validators.accept_all,
+        first=rb"[Agrsxe]",
     ),
     Fragment(
         PiiKind.EMAIL,
@@ -140,6 +158,9 @@ FRAGMENTS: tuple[Fragment, ...] = (
         rb"(?:[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,24}",
         _EMAIL_TAIL,
         validators.accept_all,
+        first=rb"[A-Za-z0-9_]",
+        required=b"@",
+        ends_in_word=True,
     ),
     Fragment(
         PiiKind.IBAN,
@@ -148,6 +169,8 @@ FRAGMENTS: tuple[Fragment, ...] = (
         rb"[A-Z]{2}[0-9]{2}(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,4})?)",
         _WORD_TAIL,
         validators.iban_length,
+        first=rb"[A-Z]",
+        ends_in_word=True,
     ),
     Fragment(
         PiiKind.PHONE,
@@ -159,6 +182,9 @@ FRAGMENTS: tuple[Fragment, ...] = (
         rb"|[2-9][0-9]{2}\.[0-9]{3}\.[0-9]{4})",
         _NUMBER_TAIL,
         validators.accept_all,
+        first=rb"[+1(2-9]",
+        required=b"-.",
+        ends_in_word=True,
     ),
     Fragment(
         PiiKind.PHONE,
@@ -167,6 +193,9 @@ FRAGMENTS: tuple[Fragment, ...] = (
         rb"\+[1-9](?:[ \-]?[0-9]){7,14}",  # 8-15 digits, single spaces or dashes between
         _NUMBER_TAIL,
         validators.accept_all,
+        first=rb"[+]",
+        required=b"+",
+        ends_in_word=True,
     ),
     Fragment(
         PiiKind.US_SSN,
@@ -175,6 +204,9 @@ FRAGMENTS: tuple[Fragment, ...] = (
         rb"[0-9]{3}-[0-9]{2}-[0-9]{4}",
         _NUMBER_TAIL,
         validators.us_ssn_length,
+        first=rb"[0-9]",
+        required=b"-",
+        ends_in_word=True,
     ),
     Fragment(
         PiiKind.PAYMENT_CARD,
@@ -185,6 +217,8 @@ FRAGMENTS: tuple[Fragment, ...] = (
         rb"[2-6][0-9]{12,15}|" + _card(b" ") + b"|" + _card(rb"\-"),
         _NUMBER_TAIL,
         validators.payment_card_length,
+        first=rb"[2-6]",
+        ends_in_word=True,
     ),
     Fragment(
         PiiKind.IP_ADDRESS,
@@ -193,6 +227,9 @@ FRAGMENTS: tuple[Fragment, ...] = (
         _OCTET + rb"(?:\." + _OCTET + rb"){3}",
         _IPV4_TAIL,
         validators.accept_all,
+        first=rb"[0-9]",
+        required=b".",
+        ends_in_word=True,
     ),
     Fragment(
         PiiKind.IP_ADDRESS,
@@ -201,6 +238,8 @@ FRAGMENTS: tuple[Fragment, ...] = (
         _IPV6,
         _IPV6_TAIL,
         validators.ipv6_length,
+        first=rb"[0-9A-Fa-f:]",
+        required=b":",
     ),
 )
 
@@ -224,11 +263,13 @@ def select(kinds: Iterable[PiiKind | str] | None) -> tuple[Fragment, ...]:
     return tuple(fragment for fragment in FRAGMENTS if fragment.kind in wanted)
 
 
-def combined_pattern(fragments: Iterable[Fragment]) -> bytes:
+def combined_pattern(fragments: Iterable[Fragment], *, capture: bool = True) -> bytes:
     """One alternation of ``fragments``: group *i* (1-based) is the *i*-th fragment's candidate.
 
-    Leftmost-first semantics: at one start position the earlier fragment wins.
+    Leftmost-first semantics: at one start position the earlier fragment wins. Without
+    ``capture`` the candidates are not groups: the same matches, found without submatches.
     """
+    group = b"(" if capture else b"(?:"
     return b"|".join(
-        fragment.lead + b"(" + fragment.candidate + b")" + fragment.tail for fragment in fragments
+        fragment.lead + group + fragment.candidate + b")" + fragment.tail for fragment in fragments
     )
