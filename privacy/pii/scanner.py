@@ -282,7 +282,6 @@ class PiiScanner:
             locator.resolve,
         )
         detectors = self._detectors[1:]
-        is_bytes = type(data) is bytes
         found: list[tuple[PiiKind, int, int]] = []
         position = 0
         size = len(data)
@@ -297,7 +296,7 @@ class PiiScanner:
                 mask = lead_masks[lead] & first_masks[data[start + 1]] | empty_lead[lead]
                 index = single.get(mask)
                 if index is None:
-                    mask = refine(mask, data[start:end] if is_bytes else bytes(data[start:end]))
+                    mask = refine(mask, bytes(data[start:end]))
                     index = single.get(mask)
             else:
                 mask = locator._all
@@ -311,7 +310,7 @@ class PiiScanner:
             if check is None:
                 found.append((kind, first, last))
             else:
-                length = check(data[first:last] if is_bytes else bytes(data[first:last]))
+                length = check(bytes(data[first:last]))
                 if length:
                     last = first + length
                     found.append((kind, first, last))

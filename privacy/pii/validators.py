@@ -61,28 +61,41 @@ def accept_all(candidate: bytes) -> int:
     return len(candidate)
 
 
+# Luhn digit values, by ASCII byte: as they are, and doubled with 9 taken off above 9.
+_LUHN_PLAIN = bytes.maketrans(b"0123456789", bytes(range(10)))
+_LUHN_DOUBLED = bytes.maketrans(b"0123456789", bytes((0, 2, 4, 6, 8, 1, 3, 5, 7, 9)))
+
+
 def luhn_valid(digits: bytes) -> bool:
-    """Whether ASCII ``digits`` pass the Luhn (mod 10) check that every card number carries."""
-    total = 0
-    double = False
-    for byte in reversed(digits):
-        value = byte - 48
-        if double:
-            value *= 2
-            if value > 9:
-                value -= 9
-        total += value
-        double = not double
-    return total % 10 == 0
+    """Whether ASCII ``digits`` pass the Luhn (mod 10) check that every card number carries.
+
+    Anything but ASCII digits (including no digits at all) is not valid.
+    """
+    if not digits.isdigit():
+        return False
+    plain = sum(digits[-1::-2].translate(_LUHN_PLAIN))
+    return (plain + sum(digits[-2::-2].translate(_LUHN_DOUBLED))) % 10 == 0
+
+
+def _brand_lengths() -> tuple[frozenset[int], ...]:
+    """For each 4-digit prefix 0000-9999, the card lengths its issuers use (empty: none)."""
+    table: list[frozenset[int]] = [frozenset()] * 10_000
+    for prefix_length, low, high, lengths in _CARD_BRANDS:
+        scale = 10 ** (4 - prefix_length)
+        for prefix in range(low * scale, (high + 1) * scale):
+            table[prefix] = table[prefix] | lengths
+    return tuple(table)
+
+
+# Every brand's prefix has at most 4 digits and every card at least 13.
+_BRAND_LENGTHS = _brand_lengths()
 
 
 def card_brand_valid(digits: bytes) -> bool:
     """Whether ``digits`` start with a card network's issuer prefix and have its length."""
-    length = len(digits)
-    for prefix_length, low, high, lengths in _CARD_BRANDS:
-        if length in lengths and low <= int(digits[:prefix_length]) <= high:
-            return True
-    return False
+    if len(digits) < 13 or not digits.isdigit():
+        return False
+    return len(digits) in _BRAND_LENGTHS[int(digits[:4])]
 
 
 def _groups(candidate: bytes) -> list[tuple[int, bytes]]:
@@ -116,7 +129,7 @@ def payment_card_length(candidate: bytes) -> int:
 
 
 def _is_card(digits: bytes) -> bool:
-    return 13 <= len(digits) <= 19 and card_brand_valid(digits) and luhn_valid(digits)
+    return len(digits) <= 19 and card_brand_valid(digits) and luhn_valid(digits)
 
 
 def us_ssn_length(candidate: bytes) -> int:
@@ -146,8 +159,16 @@ def iban_length(candidate: bytes) -> int:
     return end if _mod97(iban[4:] + iban[:4]) == 1 else 0
 
 
+# Letters as ISO 7064 numbers (A=10 ... Z=35), for ``str.translate``.
+_IBAN_LETTERS = {letter: str(letter - 55) for letter in range(ord("A"), ord("Z") + 1)}
+
+
 def _mod97(text: bytes) -> int:
     """ISO 7064 MOD 97-10 over letters (A=10 ... Z=35) and digits."""
+    if text.isascii():
+        decimal = text.decode("ascii").translate(_IBAN_LETTERS)
+        if decimal.isdecimal():
+            return int(decimal) % 97
     remainder = 0
     for byte in text:
         if byte in _DIGITS:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import threading
 
 import pytest
@@ -24,6 +25,7 @@ from privacy.pii import (
     enforce_policy,
     redaction_token,
 )
+from privacy.pii.patterns import FRAGMENTS, WORD_BYTES, Fragment
 from privacy.pii.validators import IBAN_LENGTHS, luhn_valid
 
 SCANNER = PiiScanner()
@@ -757,3 +759,48 @@ def test_block_message_never_holds_the_values_found() -> None:
         enforce_policy(tally, PiiPolicy.BLOCK, dataset="d.csv")
     assert "ann@" not in str(raised.value)
     assert "4111" not in str(raised.value)
+
+
+# --- the scanner's dispatch hints ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("fragment", FRAGMENTS, ids=lambda fragment: fragment.name)
+@settings(max_examples=200)
+@given(data=st.data())
+def test_every_candidate_fits_its_fragments_dispatch_hints(
+    fragment: Fragment, data: st.DataObject
+) -> None:
+    # The scanner tells detectors apart by these hints; a wrong one would mislabel findings.
+    candidate = data.draw(st.from_regex(fragment.candidate, fullmatch=True))
+    assert re.fullmatch(fragment.first, candidate[:1])
+    if fragment.required:
+        assert any(byte in fragment.required for byte in candidate)
+    if fragment.ends_in_word:
+        assert re.fullmatch(WORD_BYTES, candidate[-1:])
+
+
+_KIND_SETS = [None, [PiiKind.EMAIL], [PiiKind.PHONE, PiiKind.US_SSN], [PiiKind.IP_ADDRESS]]
+_PY_RE_BY_KINDS = [PiiScanner(kinds, engine="re") for kinds in _KIND_SETS]
+_RE2_BY_KINDS = [PiiScanner(kinds) for kinds in _KIND_SETS]
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(st.tuples(st.sampled_from(_PIECES), st.sampled_from(_GLUE)), max_size=12),
+    st.integers(0, len(_KIND_SETS) - 1),
+    st.sampled_from([bytes, bytearray, memoryview]),
+)
+def test_re2_and_python_re_agree_on_kind_subsets_and_buffers(
+    parts: list[tuple[bytes, bytes]], which: int, wrap: type
+) -> None:
+    data = b"".join(piece + glue for piece, glue in parts)
+    expected = _PY_RE_BY_KINDS[which].find(data)
+    assert _RE2_BY_KINDS[which].find(wrap(data)) == expected
+
+
+def test_a_match_longer_than_the_short_path_is_labelled_the_same() -> None:
+    # Long matches are told apart by RE2 with submatches rather than by Python's re.
+    key = GITHUB_FINE + b"A" * 100
+    data = b"x " + key + b" 4111 1111 1111 1111 " + PEM_BLOCK
+    assert found(data) == found(data, PY_RE_SCANNER)
+    assert [kind for kind, _value in found(data)] == ["secret", "payment_card", "secret"]
