@@ -313,16 +313,7 @@ class PrivacyBudgetLedger:
         _check_id("job_id", job_id)
         _check_mechanism("planned", planned)
         with self._locked(dataset_id) as (conn, terms):
-            existing = conn.execute(
-                select(_RESERVATION.c.status).where(
-                    _RESERVATION.c.dataset_id == dataset_id, _RESERVATION.c.job_id == job_id
-                )
-            ).first()
-            if existing is not None:
-                raise BudgetError(
-                    f"job {job_id!r} already has a reservation on dataset {dataset_id!r} "
-                    f"({existing.status}); a job reserves its steps once"
-                )
+            _refuse_second_reservation(conn, dataset_id, job_id)
             commitments = _commitments(conn, dataset_id)
             _admission(dataset_id, job_id, terms, commitments, planned)
             now = datetime.now(UTC)
@@ -356,16 +347,7 @@ class PrivacyBudgetLedger:
         _check_id("job_id", job_id)
         _check_mechanism("planned", planned)
         with self._snapshot(dataset_id) as (conn, terms):
-            existing = conn.execute(
-                select(_RESERVATION.c.status).where(
-                    _RESERVATION.c.dataset_id == dataset_id, _RESERVATION.c.job_id == job_id
-                )
-            ).first()
-            if existing is not None:
-                raise BudgetError(
-                    f"job {job_id!r} already has a reservation on dataset {dataset_id!r} "
-                    f"({existing.status}); a job reserves its steps once"
-                )
+            _refuse_second_reservation(conn, dataset_id, job_id)
             return _admission(dataset_id, job_id, terms, _commitments(conn, dataset_id), planned)
 
     def record(
@@ -591,6 +573,20 @@ def _commitments(conn: Connection, dataset_id: str) -> _Commitments:
         if (left := int(row.planned_steps) - int(row.spent_steps)) > 0
     ]
     return _Commitments(spent=spent, unspent=unspent, open_reservations=len(open_rows))
+
+
+def _refuse_second_reservation(conn: Connection, dataset_id: str, job_id: str) -> None:
+    """A job reserves its steps on a dataset once: refuse a second reservation."""
+    existing = conn.execute(
+        select(_RESERVATION.c.status).where(
+            _RESERVATION.c.dataset_id == dataset_id, _RESERVATION.c.job_id == job_id
+        )
+    ).first()
+    if existing is not None:
+        raise BudgetError(
+            f"job {job_id!r} already has a reservation on dataset {dataset_id!r} "
+            f"({existing.status}); a job reserves its steps once"
+        )
 
 
 def _admission(

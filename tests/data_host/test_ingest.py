@@ -283,6 +283,8 @@ def test_admission_refusals_in_order(home: NodeHome, tmp_path: Path) -> None:
     assert decision.reserved
     committed = PrivacyBudgetLedger(home.engine).status(dataset_id).committed_epsilon
     assert committed == pytest.approx(decision.job_epsilon)
+    with pytest.raises(WorkRefused, match="reserves its steps once"):
+        admit_work(home.engine, _request(dataset_id), reserve=False)
     DatasetRegistry(home.engine).revoke(dataset_id, "consent withdrawn")
     with pytest.raises(WorkRefused, match="revoked.*consent withdrawn"):
         admit_work(home.engine, _request(dataset_id, job_id="job-2"), reserve=True)
