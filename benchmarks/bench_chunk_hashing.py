@@ -13,17 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks.timing import Timing, cpu_model, timed, warm_page_cache
 from provenance.chunking import DEFAULT_CHUNK_SIZE, chunk_path
 
 _BLOCK = 1 << 20
@@ -39,51 +36,6 @@ def write_test_file(path: Path, size_mib: int) -> None:
             block[:8] = index.to_bytes(8, "little")
             block[-8:] = (index * 0x9E3779B97F4A7C15 % (1 << 64)).to_bytes(8, "little")
             out.write(block)
-
-
-def warm_page_cache(path: Path) -> None:
-    """Read the file once so that every timed run reads it from memory."""
-    with path.open("rb", buffering=0) as source:
-        buffer = bytearray(_BLOCK * 8)
-        while source.readinto(buffer):
-            pass
-
-
-@dataclass
-class Timing:
-    """The best run of one contender: wall-clock seconds and CPU seconds it used."""
-
-    wall_s: float = float("inf")
-    cpu_s: float = 0.0
-
-    def record(self, wall_s: float, cpu_s: float) -> None:
-        """Keep this run if it is the fastest so far."""
-        if wall_s < self.wall_s:
-            self.wall_s, self.cpu_s = wall_s, cpu_s
-
-
-def timed(action: Callable[[], None], who: int) -> tuple[float, float]:
-    """Run ``action``; return its wall-clock seconds and the CPU seconds ``who`` used.
-
-    ``who`` is ``resource.RUSAGE_SELF`` (our threads) or ``RUSAGE_CHILDREN`` (openssl).
-    """
-    before = resource.getrusage(who)
-    start = time.perf_counter()
-    action()
-    wall = time.perf_counter() - start
-    after = resource.getrusage(who)
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-
-
-def cpu_model() -> str:
-    """The CPU model name from /proc/cpuinfo, or what platform says."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _usable_cpus() -> int:

@@ -14,26 +14,21 @@ never changes a file given with ``--file``, and it deletes the file it creates.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
-import platform
 import random
-import resource
 import sys
 import tempfile
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import re2
 
+from benchmarks.timing import Timing, cpu_model, sha256_file, timed, warm_page_cache
 from data_host.formats import analyse_dataset
 
 _MB = 1_000_000
-_READ_BYTES = 1 << 20
 #: Distinct chunks of generated rows, written round-robin (generating every row anew
 #: would take longer than the benchmark).
 _DISTINCT_CHUNKS = 16
@@ -75,63 +70,11 @@ def email_finder() -> Callable[[bytes], list[tuple[str, int, int]]]:
     return find
 
 
-def warm_page_cache(path: Path) -> None:
-    """Read the file once so that every timed run reads it from memory."""
-    with path.open("rb", buffering=0) as source:
-        buffer = bytearray(_READ_BYTES * 8)
-        while source.readinto(buffer):
-            pass
-
-
-def sha256_file(path: Path) -> None:
-    """The baseline: SHA-256 of the file, read in 1 MiB pieces, on one core."""
-    digest = hashlib.sha256()
-    with path.open("rb", buffering=0) as source:
-        buffer = bytearray(_READ_BYTES)
-        view = memoryview(buffer)
-        while count := source.readinto(buffer):
-            digest.update(view[:count])
-
-
 def scan_only(path: Path, finder: Callable[[bytes], Any]) -> None:
     """The finder alone over the file in 8 MiB pieces, on one core."""
     with path.open("rb", buffering=0) as source:
         while data := source.read(8 << 20):
             finder(data)
-
-
-@dataclass
-class Timing:
-    """The best run of one contender: wall-clock seconds and CPU seconds it used."""
-
-    wall_s: float = float("inf")
-    cpu_s: float = 0.0
-
-    def record(self, wall_s: float, cpu_s: float) -> None:
-        """Keep this run if it is the fastest so far."""
-        if wall_s < self.wall_s:
-            self.wall_s, self.cpu_s = wall_s, cpu_s
-
-
-def timed(action: Callable[[], object]) -> tuple[float, float]:
-    """Run ``action``; return its wall-clock seconds and the CPU seconds this process used."""
-    before = resource.getrusage(resource.RUSAGE_SELF)
-    start = time.perf_counter()
-    action()
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_SELF)
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-
-
-def cpu_model() -> str:
-    """The CPU model name from /proc/cpuinfo, or what platform says."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def run(path: Path, runs: int, workers: int) -> dict[str, Any]:

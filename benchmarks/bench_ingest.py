@@ -14,18 +14,17 @@ scanned, counted and manifested rather than refused. Files are read from the pag
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import platform
 import tempfile
-import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from benchmarks.timing import best_of, sha256_file, warm_page_cache
 from data_host.home import init_home
 from data_host.ingest import ingest_dataset
 from data_host.terms import DatasetTerms
@@ -71,30 +70,12 @@ def write_csv(path: Path, header: bytes, block: bytes, size_mib: int) -> None:
             written += len(block)
 
 
-def best_of(runs: int, action: Any) -> float:
-    """The fastest wall-clock time of ``runs`` calls of ``action``."""
-    best = float("inf")
-    for _ in range(runs):
-        started = time.perf_counter()
-        action()
-        best = min(best, time.perf_counter() - started)
-    return best
-
-
-def hashlib_once(path: Path) -> None:
-    """Single-core SHA-256 over the file, 8 MiB reads."""
-    digest = hashlib.sha256()
-    with path.open("rb", buffering=0) as source:
-        while chunk := source.read(8 * _MIB):
-            digest.update(chunk)
-
-
 def measure(path: Path, workdir: Path, runs: int, ingest_runs: int) -> dict[str, Any]:
     """Time the baselines and ingest on one file."""
     size = path.stat().st_size
-    hashlib_once(path)  # warm the page cache
-    hash_one_core = best_of(runs, lambda: hashlib_once(path))
-    chunk_two_cores = best_of(runs, lambda: chunk_path(path, workers=2))
+    warm_page_cache(path)
+    hash_one_core = best_of(runs, lambda: sha256_file(path)).wall_s
+    chunk_two_cores = best_of(runs, lambda: chunk_path(path, workers=2)).wall_s
     counter = iter(range(1_000_000))
     stem = path.stem
 
@@ -110,7 +91,7 @@ def measure(path: Path, workdir: Path, runs: int, ingest_runs: int) -> dict[str,
         )
         ingest_dataset(home, path, terms)
 
-    ingest_s = best_of(ingest_runs, ingest)
+    ingest_s = best_of(ingest_runs, ingest).wall_s
     return {
         "file": path.name,
         "mb": round(size / _MB, 1),

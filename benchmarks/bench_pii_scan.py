@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.bench_chunk_hashing import cpu_model
+from benchmarks.timing import cpu_model
 from privacy.pii import PiiScanner
 from privacy.pii.validators import luhn_valid
 

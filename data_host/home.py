@@ -31,6 +31,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from data_host.errors import NodeHomeError
+from data_host.registry import create_node_tables
 from provenance.errors import KeyFormatError
 from provenance.keys import (
     PublicKey,
@@ -256,9 +257,6 @@ def init_home(root: Path, name: str, *, database_url: str | None = None) -> Node
             database_url=database_url or EMBEDDED_DATABASE,
         )
         home = NodeHome(root, config)
-        # Imported here: the registry imports this module for NodeHome's type.
-        from data_host.registry import create_node_tables
-
         create_node_tables(home.engine)
         home.engine.dispose()
         _write_config(root, config)

@@ -205,7 +205,7 @@ def ingest_dataset(
         raise DatasetFormatError(
             f"{source} overlaps the node home {home.root}; keep datasets outside it"
         )
-    detect_format(source)
+    detect_format(source)  # a mixed or unknown folder fails here, before any hashing starts
     scanner = PiiScanner()
     chunked, analysis = _hash_and_analyse(
         source, label=terms.label, scanner=scanner, chunk_size=chunk_size, progress=progress

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Column, DateTime, Engine, LargeBinary, Table, Text, insert, select, update
 from sqlmodel import Field, SQLModel
 
+from data_host.allowlist import ALLOWED_APP_TABLE
 from data_host.errors import UnknownDataset, WorkRefused
 from data_host.manifest import SignedManifest, check_dataset_id, verify_manifest
 from privacy.budget import BudgetTerms, PrivacyBudgetLedger
@@ -75,8 +76,6 @@ class RegisteredDataset:
 
 def create_node_tables(engine: Engine) -> None:
     """Create every table the node uses (registry, allow-list, privacy ledger); idempotent."""
-    from data_host.allowlist import ALLOWED_APP_TABLE
-
     SQLModel.metadata.create_all(
         engine,
         tables=[DATASET_TABLE, ALLOWED_APP_TABLE],

@@ -468,9 +468,12 @@ def dataset_budget(
 def _fab_hash(fab_hash: str | None, fab: Path | None) -> str:
     if (fab_hash is None) == (fab is None):
         fail("give exactly one of a HASH argument or --fab FILE")
-    with _failing_cleanly():
-        return check_fab_hash(fab_hash) if fab_hash is not None else fab_hash_of_file(fab)  # type: ignore[arg-type]
-    raise AssertionError  # pragma: no cover
+    try:
+        if fab is not None:
+            return fab_hash_of_file(fab)
+        return check_fab_hash(str(fab_hash))
+    except DataHostError as exc:
+        fail(str(exc))
 
 
 FabHashArgument = Annotated[
