@@ -24,10 +24,6 @@ class DatasetTermsError(DataHostError):
     """A dataset's terms are invalid: price, currency, licence, ε caps, allowed uses."""
 
 
-class ManifestError(DataHostError):
-    """A dataset manifest is malformed or does not verify."""
-
-
 class UnknownDataset(DataHostError):
     """No dataset with the given id is registered on this node."""
 

@@ -29,7 +29,6 @@ from typing import Any, Protocol
 from data_host.errors import DataHostError, DatasetFormatError
 from data_host.formats import DatasetAnalysis, analyse_dataset, detect_format, write_redacted
 from data_host.home import NodeHome
-from data_host.manifest import SignedManifest, build_statement, sign_manifest
 from data_host.registry import DatasetRegistry, HostDataset, RegisteredDataset, new_dataset_id
 from data_host.terms import DatasetTerms
 from privacy.budget import ACCOUNTANT
@@ -37,6 +36,7 @@ from privacy.errors import PiiBlocked
 from privacy.pii import PiiPolicy, PiiScanner, PiiTally, enforce_policy, redaction_token
 from provenance.chunking import DEFAULT_CHUNK_SIZE, ChunkedDataset, chunk_path
 from provenance.errors import ProvenanceError
+from provenance.manifest import SignedManifest, build_statement, sign_manifest
 
 HASHING = "hashing"
 SCANNING = "scanning"

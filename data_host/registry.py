@@ -18,8 +18,8 @@ from sqlmodel import Field, SQLModel
 
 from data_host.allowlist import ALLOWED_APP_TABLE
 from data_host.errors import UnknownDataset, WorkRefused
-from data_host.manifest import SignedManifest, check_dataset_id, verify_manifest
 from privacy.budget import BudgetTerms, PrivacyBudgetLedger
+from provenance.manifest import SignedManifest, check_dataset_id, verify_manifest
 from provenance.storage import write_transaction
 
 ACTIVE = "active"

@@ -50,3 +50,7 @@ class LogError(ProvenanceError):
 
 class AttestationError(ProvenanceError):
     """Attestation evidence is malformed, unverified or not acceptable under policy."""
+
+
+class ManifestError(ProvenanceError):
+    """A dataset manifest is malformed, unsigned, or signed by someone other than its creator."""

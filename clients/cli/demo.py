@@ -23,10 +23,10 @@ from clients.cli.output import JsonFlag, console, emit_json, emit_raw, fail
 from data_host.attestation import EvidenceKind, produce_evidence, store_evidence
 from data_host.home import NodeHome, init_home
 from data_host.ingest import IngestResult, ingest_dataset
-from data_host.manifest import DATASET_MANIFEST_PREDICATE
 from data_host.terms import DatasetTerms
 from privacy.pii import PiiPolicy
 from provenance.keys import SigningKey
+from provenance.manifest import DATASET_MANIFEST_PREDICATE
 from provenance.merkle import leaf_hash
 from provenance.note import CosignatureSigner, NoteSigner
 from provenance.statement import verify_statement

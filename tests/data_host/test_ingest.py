@@ -14,12 +14,12 @@ from data_host.errors import DataHostError, DatasetFormatError, DatasetTermsErro
 from data_host.home import NodeHome, init_home
 from data_host.ingest import HASHING, ingest_dataset
 from data_host.integrity import verify_dataset
-from data_host.manifest import verify_manifest
 from data_host.policy import WorkRequest, admit_work
 from data_host.registry import DatasetRegistry
 from data_host.terms import DatasetTerms, parse_price
 from privacy.budget import Mechanism, PrivacyBudgetLedger
 from privacy.pii import PiiPolicy
+from provenance.manifest import verify_manifest
 
 APP = "ab" * 32
 ROWS = 400

@@ -23,17 +23,10 @@ from data_host.attestation import (
 from data_host.errors import (
     AttestationSetupError,
     DataHostError,
-    ManifestError,
     NodeHomeError,
     WorkRefused,
 )
 from data_host.home import CONFIG_FILE, init_home, open_home
-from data_host.manifest import (
-    DATASET_MANIFEST_PREDICATE,
-    build_statement,
-    sign_manifest,
-    verify_manifest,
-)
 from data_host.nsm import (
     NSM_IOCTL_REQUEST,
     decode_attestation_response,
@@ -41,7 +34,14 @@ from data_host.nsm import (
 )
 from provenance.attestation import NITRO_EVIDENCE_TYPE
 from provenance.dsse import Envelope
+from provenance.errors import ManifestError
 from provenance.keys import SigningKey
+from provenance.manifest import (
+    DATASET_MANIFEST_PREDICATE,
+    build_statement,
+    sign_manifest,
+    verify_manifest,
+)
 from provenance.statement import Statement, sign_statement
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "provenance"))

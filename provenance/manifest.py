@@ -17,12 +17,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from data_host.errors import ManifestError
 from provenance.canonical import sha256_hex
 from provenance.chunking import ALGORITHM as CHUNKING_ALGORITHM_NAME
 from provenance.chunking import ChunkedDataset
 from provenance.dsse import Envelope
-from provenance.errors import KeyFormatError, ProvenanceError
+from provenance.errors import KeyFormatError, ManifestError, ProvenanceError
 from provenance.keys import PublicKey, SigningKey
 from provenance.statement import (
     Statement,
