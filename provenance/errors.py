@@ -54,3 +54,7 @@ class AttestationError(ProvenanceError):
 
 class ManifestError(ProvenanceError):
     """A dataset manifest is malformed, unsigned, or signed by someone other than its creator."""
+
+
+class CapabilityError(ProvenanceError):
+    """A capability token is malformed, unverified, expired, or not for this host and worker."""

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -10,10 +13,14 @@ from sqlalchemy import Engine, text
 
 from provenance.storage import make_engine, sqlite_url
 
-POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+#: The PostgreSQL server tests may use; `.ci/run` sets it when the server answers.
+POSTGRES_ENV = "TALLY_TEST_DATABASE_URL"
+POSTGRES_URL = os.environ.get(POSTGRES_ENV, "")
 
 
 def _postgres_available() -> bool:
+    if not POSTGRES_URL:
+        return False
     try:
         engine = make_engine(POSTGRES_URL)
         with engine.connect() as connection:
@@ -24,24 +31,43 @@ def _postgres_available() -> bool:
         return False
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    """A fresh, empty database: a SQLite file, or a private schema on PostgreSQL."""
-    if request.param == "sqlite":
-        sqlite_engine = make_engine(sqlite_url(tmp_path / "store.db"))
-        yield sqlite_engine
-        sqlite_engine.dispose()
-        return
+def _skip_without_postgres() -> None:
+    if not POSTGRES_URL:
+        pytest.skip(f"{POSTGRES_ENV} is not set; PostgreSQL tests are skipped")
     if not _postgres_available():
-        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
-    schema = f"t_{tmp_path.name.lower().replace('-', '_')[:40]}"
+        pytest.skip(f"PostgreSQL at {POSTGRES_ENV} is not reachable")
+
+
+@contextmanager
+def _postgres_schema(tmp_path: Path) -> Iterator[str]:
+    """A private, empty schema on the PostgreSQL server; yields a URL that uses it."""
+    schema = f"t_{tmp_path.name.lower().replace('-', '_')[:40]}_{secrets.token_hex(3)}"
     admin = make_engine(POSTGRES_URL)
     with admin.begin() as connection:
-        connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    scoped = make_engine(f"{POSTGRES_URL}?options=-csearch_path%3D{schema}")
-    yield scoped
-    scoped.dispose()
-    with admin.begin() as connection:
-        connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-    admin.dispose()
+    separator = "&" if "?" in POSTGRES_URL else "?"
+    try:
+        yield f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of a fresh, empty database: a SQLite file, or a private PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield sqlite_url(tmp_path / "store.db")
+        return
+    _skip_without_postgres()
+    with _postgres_schema(tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    """A fresh, empty database engine on every backend the stores support."""
+    created = make_engine(database_url)
+    yield created
+    created.dispose()

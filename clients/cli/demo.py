@@ -1,48 +1,55 @@
-"""``tally demo``: three creators' data-host nodes and the provenance log, on this machine.
+"""``tally demo``: a coordinator, a witness and three creators' data-host nodes, on this machine.
 
-Until federated training lands, the demo shows the record chain every later step builds
-on: three data-host nodes (keys, an attested worker key, a dataset each, ingested with a
-PII scan into a creator-signed dataset manifest and a privacy budget), a transparency log
-of those manifests with signed checkpoints, a witness cosignature, and a tlog-proof that
-is verified exactly as ``tally verify tlog-proof`` verifies it.
+Until federated training lands, the demo runs the marketplace up to the start of training,
+over real HTTP on loopback: a coordinator (development mode) with its transparency log and
+a witness that cosigns its checkpoints; three data-host nodes, each with keys, an attested
+worker key and a dataset ingested with a PII scan into a creator-signed manifest; the
+creators link their identities, register their hosts and publish; a buyer searches the
+catalog, gets a quote, creates and funds a job; each host receives a capability token bound
+to its worker key; and a manifest's tlog-proof is verified exactly as ``tally verify
+tlog-proof`` verifies it.
 """
 
 from __future__ import annotations
 
+import json
 import tempfile
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from clients.cli.keys import write_key_files
 from clients.cli.output import JsonFlag, console, emit_json, emit_raw, fail
+from clients.local_server import LocalServer
+from clients.sdk import ApiError, TallyClient, spec_from_options
+from clients.witness_service import create_witness_app, follow_log, init_witness_home
+from coordinator.api.app import create_app
+from coordinator.home import (
+    WitnessConfig,
+    init_coordinator_home,
+    open_coordinator_home,
+    write_config,
+)
+from coordinator.identity import sign_identity_link
+from coordinator.service import bootstrap_admin, open_coordinator, prepare_database
 from data_host.attestation import EvidenceKind, produce_evidence, store_evidence
 from data_host.home import NodeHome, init_home
 from data_host.ingest import IngestResult, ingest_dataset
 from data_host.terms import DatasetTerms
 from privacy.pii import PiiPolicy
-from provenance.keys import SigningKey
-from provenance.manifest import DATASET_MANIFEST_PREDICATE
+from provenance.capability import verify_capability
+from provenance.keys import PublicKey
 from provenance.merkle import leaf_hash
-from provenance.note import CosignatureSigner, NoteSigner
-from provenance.statement import verify_statement
-from provenance.storage import make_engine, sqlite_url
-from provenance.tlog.log import TransparencyLog
+from provenance.note import CosignatureVerifier, Ed25519NoteVerifier, parse_verifier_key
 from provenance.tlog.proof import TlogProof
-from provenance.tlog.records import append_records, envelope_bytes
-from provenance.tlog.witness import AddCheckpointRequest, MemoryWitnessState, Witness
+from provenance.tlog.records import LogRecord, envelope_bytes
 
-LOG_ORIGIN = "demo.tallystick.local/log"
+COORDINATOR_NAME = "demo"
 WITNESS_NAME = "demo.tallystick.local/witness"
 HOSTS = 3
-
-
-def _write_key(directory: Path, name: str) -> SigningKey:
-    return write_key_files(directory, name)[0]
 
 
 def _make_dataset(directory: Path, number: int) -> Path:
@@ -85,104 +92,175 @@ def demo(
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Run the provenance demo: keys, signed records, a log, a witness, a verified proof.
+    """Run the marketplace on this machine: coordinator, witness, three hosts, a funded job.
 
     Example: tally demo --workdir ./demo
     """
     root = workdir or Path(tempfile.mkdtemp(prefix="tally-demo-"))
     if workdir is not None and workdir.exists() and any(workdir.iterdir()):
         fail(f"--workdir {workdir} is not empty")
+    root.mkdir(parents=True, exist_ok=True)
     keys_dir = root / "keys"
-    keys_dir.mkdir(parents=True, exist_ok=True)
+    keys_dir.mkdir(exist_ok=True)
+    try:
+        summary = _run(root, keys_dir, quiet=as_json)
+    except ApiError as exc:
+        fail(f"the demo's coordinator refused a request: {exc}")
+    if as_json:
+        emit_json(summary)
+        return
+    _print_summary(summary, root, keys_dir)
+
+
+def _run(root: Path, keys_dir: Path, *, quiet: bool) -> dict[str, Any]:
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         TimeElapsedColumn(),
         console=console,
-        disable=as_json,
+        disable=quiet,
     ) as progress:
-        step = progress.add_task("creating log and witness keys", total=8)
-        log_key = _write_key(keys_dir, LOG_ORIGIN)
-        witness_key = _write_key(keys_dir, WITNESS_NAME)
-        log_signer = NoteSigner(LOG_ORIGIN, log_key)
-        witness = Witness(
-            CosignatureSigner(WITNESS_NAME, witness_key),
-            [log_signer.verifier],
-            MemoryWitnessState(),
+        step = progress.add_task("coordinator (development mode) and witness", total=9)
+        home = init_coordinator_home(root / "coordinator", COORDINATOR_NAME, dev_mode=True)
+        prepare_database(home.database_url)
+        log_vkey = home.log_signer().verifier.vkey
+        witness_home = init_witness_home(root / "witness", WITNESS_NAME)
+        witness_home, _, _ = follow_log(witness_home.root, log_vkey)
+        witness_server = LocalServer(create_witness_app(witness_home.witness())).start()
+        witness_vkey = witness_home.verifier.vkey
+        write_config(
+            home.root,
+            home.config.model_copy(
+                update={
+                    "witnesses": [
+                        WitnessConfig(name=WITNESS_NAME, vkey=witness_vkey, url=witness_server.url)
+                    ]
+                }
+            ),
         )
-        (keys_dir / "log.vkey").write_text(log_signer.verifier.vkey + "\n")
-        (keys_dir / "witness.vkey").write_text(witness.signer.verifier.vkey + "\n")
+        (keys_dir / "log.vkey").write_text(log_vkey + "\n")
+        (keys_dir / "witness.vkey").write_text(witness_vkey + "\n")
+        coordinator = open_coordinator(open_coordinator_home(home.root))
+        admin_key = bootstrap_admin(coordinator)
+        api = LocalServer(create_app(coordinator)).start()
+        coordinator.start()
+        try:
+            return _marketplace(root, api.url, admin_key, coordinator, progress, step)
+        finally:
+            api.stop()
+            coordinator.close()
+            witness_server.stop()
 
-        progress.update(step, advance=1, description="three data-host nodes: keys, attestation")
-        homes = [init_home(root / "hosts" / f"host-{n}", f"host-{n}") for n in range(HOSTS)]
-        attested = [
-            store_evidence(home, produce_evidence(home, EvidenceKind.DEV)) for home in homes
-        ]
 
-        progress.update(step, advance=1, description="ingesting a dataset on each node")
-        added = [
-            _add_dataset(home, _make_dataset(root / "data", number), number)
-            for number, home in enumerate(homes)
-        ]
-        records = []
-        for number, result in enumerate(added):
-            envelope = result.signed.envelope
-            records.append(envelope)
-            (root / f"dataset-{number}.dsse.json").write_bytes(envelope_bytes(envelope))
+def _marketplace(
+    root: Path, url: str, admin_key: str, coordinator: Any, progress: Progress, step: Any
+) -> dict[str, Any]:
+    progress.update(step, advance=1, description="accounts: three creators, a buyer, an auditor")
+    with TallyClient(url, admin_key) as admin:
+        info = admin.info()
+        creators = [admin.create_account(f"creator-{n}", "creator") for n in range(HOSTS)]
+        buyer_account = admin.create_account("buyer", "buyer")
+        admin.create_account("auditor", "auditor")
 
-        progress.update(step, advance=1, description="verifying and logging the records")
-        engine = make_engine(sqlite_url(root / "log.db"))
-        log = TransparencyLog.create(engine, log_signer)
-        verified = [
-            (
-                "dataset-manifest",
-                envelope,
-                verify_statement(
-                    envelope,
-                    [home.creator_public_key],
-                    predicate_type=DATASET_MANIFEST_PREDICATE,
-                ),
+    progress.update(step, advance=1, description="three data-host nodes: keys, attestation")
+    homes = [init_home(root / "hosts" / f"host-{n}", f"host-{n}") for n in range(HOSTS)]
+    evidence = [produce_evidence(home, EvidenceKind.DEV) for home in homes]
+    attested = [store_evidence(home, item) for home, item in zip(homes, evidence, strict=True)]
+
+    progress.update(step, advance=1, description="ingesting a dataset on each node")
+    added = [
+        _add_dataset(home, _make_dataset(root / "data", number), number)
+        for number, home in enumerate(homes)
+    ]
+    for number, result in enumerate(added):
+        (root / f"dataset-{number}.dsse.json").write_bytes(envelope_bytes(result.signed.envelope))
+
+    progress.update(step, advance=1, description="hosts register and publish their manifests")
+    listings = []
+    for home, account, item, result in zip(homes, creators, evidence, added, strict=True):
+        with TallyClient(url, account["api_key"]) as creator:
+            proof = sign_identity_link(
+                home.creator_key(), account_id=account["account"]["id"], audience=info["audience"]
             )
-            for home, envelope in zip(homes, records, strict=True)
-        ]
-        first = append_records(log, verified[:2])
+            creator.link_identity(proof.to_dict())
+            creator.register_host(home.config.creator_did, json.loads(item.to_json()))
+            listings.append(creator.publish_manifest(result.signed.envelope.to_dict()))
 
-        progress.update(step, advance=1, description="witness cosigns the first checkpoint")
-        cosign = witness.add_checkpoint(AddCheckpointRequest(0, (), first.checkpoint))
-        log.add_cosignature(first.size, cosign, witness.signer.verifier)
-
-        progress.update(step, advance=1, description="witness checks consistency and cosigns")
-        second = append_records(log, verified[2:])
-        proof = log.consistency_proof(first.size, second.size)
-        cosign = witness.add_checkpoint(
-            AddCheckpointRequest(first.size, tuple(proof), second.checkpoint)
+    progress.update(step, advance=1, description="the buyer searches, gets a quote, funds a job")
+    with TallyClient(url, buyer_account["api_key"]) as buyer:
+        found = buyer.search_catalog(modality="tabular", use="train")
+        spec = spec_from_options(
+            datasets=[f"{item['dataset_id']}:1.0" for item in found["items"]],
+            model="mlp",
+            rounds=3,
+            local_epochs=1,
+            batch_size=64,
+            learning_rate="0.05",
+            min_hosts=2,
         )
-        checkpoint_note = log.add_cosignature(second.size, cosign, witness.signer.verifier)
+        quote = buyer.quote(spec)["quote"]
+        budget = Decimal(quote["total"].split()[0]) + 5
+        job = buyer.create_job(spec, str(budget), quote["currency"])
+        job = buyer.fund_job(job["id"])
+
+    progress.update(step, advance=1, description="each host gets a capability token")
+    coordinator_key = PublicKey.from_did(info["coordinator_did"])
+    tokens = []
+    for home, account, result in zip(homes, creators, added, strict=True):
+        with TallyClient(url, account["api_key"]) as creator:
+            issued = creator.issue_token(job["id"], result.dataset.row.id)
+        claims = verify_capability(
+            issued["token"],
+            coordinator_key,
+            audience=home.config.creator_did,
+            worker_key=home.worker_public_key,
+        )
+        tokens.append(claims)
+
+    progress.update(step, advance=1, description="the witness cosigns the latest checkpoint")
+    if coordinator.pump is not None:
+        coordinator.pump.run_once()
+    with TallyClient(url, buyer_account["api_key"]) as reader:
+        checkpoint_note = reader.log_checkpoint()
         (root / "checkpoint.txt").write_bytes(checkpoint_note)
+        entry = reader.log_entry(listings[0]["log"]["index"])
 
-        progress.update(step, advance=1, description="exporting and verifying a tlog-proof")
-        entry = log.entry(0)
-        (root / "entry-0.json").write_bytes(entry)
-        tlog_proof = log.tlog_proof(0)
-        (root / "entry-0.tlog-proof").write_bytes(tlog_proof.to_bytes())
-        checked = TlogProof.parse((root / "entry-0.tlog-proof").read_bytes()).verify(
-            leaf_hash(entry),
-            log_signer.verifier,
-            witnesses=[witness.signer.verifier],
-            min_witnesses=1,
-        )
-        progress.update(step, advance=1, description="checking the log's storage")
-        log.verify_storage()
-        progress.update(step, advance=1, description="done")
+    progress.update(step, advance=1, description="verifying a manifest's tlog-proof")
+    record = entry["record"]
+    leaf = LogRecord(
+        record["type"], record["envelope"].removeprefix("sha256:"), tuple(record["subjects"])
+    ).to_entry()
+    (root / "entry-0.json").write_bytes(leaf)
+    (root / "entry-0.tlog-proof").write_text(entry["tlog_proof"])
+    log_key = parse_verifier_key(info["log_vkey"])
+    witness_key = parse_verifier_key(info["witnesses"][0]["vkey"])
+    if not isinstance(log_key, Ed25519NoteVerifier) or not isinstance(
+        witness_key, CosignatureVerifier
+    ):
+        fail("the coordinator announced a log or witness key of the wrong type")
+    checked = TlogProof.parse((root / "entry-0.tlog-proof").read_bytes()).verify(
+        leaf_hash(leaf),
+        log_key,
+        witnesses=[witness_key],
+        min_witnesses=1,
+    )
+    progress.update(step, advance=1, description="done")
 
-    summary = {
+    return {
         "workdir": str(root),
-        "log_origin": LOG_ORIGIN,
-        "log_verifier_key": log_signer.verifier.vkey,
-        "witness_verifier_key": witness.signer.verifier.vkey,
+        "development_mode": info["development_mode"],
+        "log_origin": info["log_origin"],
+        "log_verifier_key": info["log_vkey"],
+        "witness_verifier_key": info["witnesses"][0]["vkey"],
         "size": checked.checkpoint.size,
         "root_hash": checked.checkpoint.root_hash.hex(),
-        "witnessed_by": [n for n in checked.note.verified_by if n != LOG_ORIGIN],
+        "witnessed_by": [n for n in checked.note.verified_by if n != info["log_origin"]],
+        "job": {
+            "id": job["id"],
+            "status": job["status"],
+            "quote": quote,
+            "events": [(event["to"], event["log_index"]) for event in job["events"]],
+        },
         "hosts": [
             {
                 "home": str(home.root),
@@ -194,39 +272,51 @@ def demo(
                 "rows": result.dataset.row.rows,
                 "pii_findings": result.pii.total,
                 "redacted": result.dataset.row.content_path != result.dataset.row.source_path,
+                "log_index": listing["log"]["index"],
+                "token": {"jti": token.jti, "insecure_attestation": token.insecure_attestation},
             }
-            for home, claims, result in zip(homes, attested, added, strict=True)
+            for home, claims, result, listing, token in zip(
+                homes, attested, added, listings, tokens, strict=True
+            )
         ],
     }
-    if as_json:
-        emit_json(summary)
-        return
-    table = Table(title="Tallystick provenance demo", show_header=False)
+
+
+def _print_summary(summary: dict[str, Any], root: Path, keys_dir: Path) -> None:
+    table = Table(title="Tallystick marketplace demo", show_header=False)
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
     table.add_row("work dir", str(root))
-    table.add_row("records logged", f"{checked.checkpoint.size} creator-signed dataset manifests")
-    for home, result in zip(homes, added, strict=True):
-        row = result.dataset.row
-        pii = f", {result.pii.total} e-mail addresses redacted" if result.pii.total else ""
-        table.add_row(home.config.name, f"{row.id}: {row.rows} rows{pii}")
-    table.add_row("log key", log_signer.verifier.vkey)
-    table.add_row("witness key", witness.signer.verifier.vkey)
-    table.add_row("entry 0 proof", "verified (log signature, 1 witness, inclusion)")
-    table.add_row("worker keys", "attested with dev evidence: INSECURE, demo only")
+    for host in summary["hosts"]:
+        pii = f", {host['pii_findings']} e-mail addresses redacted" if host["pii_findings"] else ""
+        table.add_row(
+            Path(host["home"]).name,
+            f"{host['dataset_id']}: {host['rows']} rows{pii}; listed at log index "
+            f"{host['log_index']}",
+        )
+    job = summary["job"]
+    table.add_row("job", f"{job['id']}: {job['status']}, quote {job['quote']['total']}")
+    table.add_row(
+        "job events", ", ".join(f"{state} (log {index})" for state, index in job["events"])
+    )
+    table.add_row("tokens", f"{len(summary['hosts'])} issued, each bound to an attested worker key")
+    table.add_row("log", f"{summary['size']} records; {summary['log_verifier_key']}")
+    table.add_row("witness", summary["witness_verifier_key"])
+    table.add_row("worker keys", "attested with dev evidence: INSECURE, development mode only")
     console.print(table)
     console.print("\nLatest checkpoint (log signature + witness cosignature):")
-    emit_raw(checkpoint_note.decode("utf-8"))
+    emit_raw((root / "checkpoint.txt").read_text())
+    home0 = summary["hosts"][0]
     console.print("Check it yourself:")
     console.print(
         f"  tally verify checkpoint --key {keys_dir / 'log.vkey'} {root / 'checkpoint.txt'}\n"
         f"  tally verify tlog-proof --key {keys_dir / 'log.vkey'} "
         f"--witness {keys_dir / 'witness.vkey'} --min-witnesses 1 "
         f"--leaf-file {root / 'entry-0.json'} {root / 'entry-0.tlog-proof'}\n"
-        f"  tally verify envelope --key {homes[0].keys_dir / 'creator.pub'} "
+        f"  tally verify envelope --key {Path(home0['home']) / 'keys' / 'creator.pub'} "
         f"{root / 'dataset-0.dsse.json'}\n"
-        f"  tally host dataset list --home {homes[0].root}\n"
-        f"  tally host dataset verify {added[0].dataset.row.id} --home {homes[0].root}",
+        f"  tally host dataset verify {home0['dataset_id']} --home {home0['home']}\n"
+        f"  tally coordinator up --home {root / 'coordinator'}   # serve it again",
         markup=False,
         soft_wrap=True,
     )

@@ -10,6 +10,7 @@ existing index and appends nothing. The log never rewrites an entry, node or che
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -134,6 +135,16 @@ def _insert_rows(
     conn.exec_driver_sql(statement, rows)
 
 
+@contextmanager
+def _joined(engine: Engine, connection: Connection | None) -> Iterator[Connection]:
+    """The caller's write transaction if given, else a new one."""
+    if connection is not None:
+        yield connection
+        return
+    with write_transaction(engine) as conn:
+        yield conn
+
+
 class TransparencyLog:
     """An RFC 9162 log stored through SQLAlchemy (SQLite or PostgreSQL).
 
@@ -175,10 +186,19 @@ class TransparencyLog:
 
     # -- writing -------------------------------------------------------------------
 
-    def append(self, entries: Sequence[bytes], blobs: Iterable[Blob] = ()) -> AppendResult:
+    def append(
+        self,
+        entries: Sequence[bytes],
+        blobs: Iterable[Blob] = (),
+        *,
+        connection: Connection | None = None,
+    ) -> AppendResult:
         """Append ``entries`` (and store ``blobs``) atomically; sign a new checkpoint.
 
-        Entries already in the log keep their index and are not appended again.
+        Entries already in the log keep their index and are not appended again. With
+        ``connection`` (one opened by ``write_transaction`` on this log's database) the
+        append joins the caller's transaction, so that a record and the state change it
+        describes commit or roll back together.
         """
         if self._signer is None:
             raise LogError("this log was opened read-only (no signing key)")
@@ -196,7 +216,7 @@ class TransparencyLog:
             if len(blob.data) > MAX_BLOB_BYTES:
                 raise LogError(f"blob {blob.digest} is over the {MAX_BLOB_BYTES}-byte limit")
         hashes = [leaf_hash(entry) for entry in entries]
-        with write_transaction(self._engine) as conn:
+        with _joined(self._engine, connection) as conn:
             size = conn.execute(select(_META.c.size).with_for_update()).scalar_one()
             known = self._lookup_indexes(conn, hashes)
             stack = self._border(conn, size)

@@ -12,6 +12,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from sqlalchemy import Connection
+
 from provenance.canonical import canonical_json, parse_json, sha256_hex
 from provenance.dsse import Envelope
 from provenance.errors import LogError
@@ -81,10 +83,18 @@ def record_for(
 
 
 def append_records(
-    log: TransparencyLog, items: Sequence[tuple[str, Envelope, Statement]]
+    log: TransparencyLog,
+    items: Sequence[tuple[str, Envelope, Statement]],
+    *,
+    connection: Connection | None = None,
 ) -> AppendResult:
-    """Append verified envelopes as records, storing the envelopes in the same transaction."""
+    """Append verified envelopes as records, storing the envelopes in the same transaction
+    (the caller's, when ``connection`` is given: see ``TransparencyLog.append``)."""
     pairs = [
         record_for(record_type, envelope, statement) for record_type, envelope, statement in items
     ]
-    return log.append([record.to_entry() for record, _ in pairs], blobs=[blob for _, blob in pairs])
+    return log.append(
+        [record.to_entry() for record, _ in pairs],
+        blobs=[blob for _, blob in pairs],
+        connection=connection,
+    )

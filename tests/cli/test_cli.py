@@ -299,12 +299,20 @@ def test_append_with_a_contradicting_origin_appends_nothing(built_log: Path) -> 
 
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     summary = json.loads(ok("demo", "--workdir", str(tmp_path / "demo"), "--json"))
-    assert summary["size"] == 3
+    # Three manifests, then the job's two transitions (draft, funded), all witnessed.
+    assert summary["size"] == 5
     assert summary["witnessed_by"] == ["demo.tallystick.local/witness"]
+    assert summary["development_mode"] is True
+    job = summary["job"]
+    assert job["status"] == "funded"
+    assert job["events"] == [["draft", 3], ["funded", 4]]
     hosts = summary["hosts"]
     assert len(hosts) == 3
+    assert [host["log_index"] for host in hosts] == [0, 1, 2]
     assert len({host["creator"] for host in hosts}) == 3
     assert all(h["worker_attestation"] == {"type": "dev", "insecure": True} for h in hosts)
+    assert all(h["token"]["insecure_attestation"] is True for h in hosts)
+    assert len({h["token"]["jti"] for h in hosts}) == 3
     assert [host["redacted"] for host in hosts] == [False, False, True]
     assert hosts[2]["pii_findings"] == 6000
     demo = tmp_path / "demo"

@@ -1,0 +1,220 @@
+"""Jobs: quotes, creation, reads, funding, cancellation and capability tokens."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Path, Query
+from fastapi.responses import JSONResponse
+from sqlmodel import Session
+
+from coordinator.api.deps import CoordinatorDep, CurrentPrincipal, SessionDep
+from coordinator.api.idempotency import run_idempotent
+from coordinator.api.schemas import (
+    JobCreate,
+    JobOut,
+    JobPage,
+    JobSpec,
+    QuoteResponse,
+    Revocation,
+    TokenOut,
+    TokenRequest,
+    decimal_of,
+)
+from coordinator.database import writing
+from coordinator.jobs import (
+    DatasetRequest,
+    JobPlan,
+    create_job,
+    job_datasets,
+    job_events,
+    job_view,
+    list_jobs,
+    price_plan,
+    transition_job,
+    visible_job,
+)
+from coordinator.tables import JOB_STATES, Job
+from coordinator.tokens import issue_job_token
+
+router = APIRouter(tags=["jobs"])
+JobPath = Annotated[str, Path(pattern=r"^job_[0-9a-f]{26}$")]
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)]
+
+
+def _plan(spec: JobSpec) -> JobPlan:
+    return JobPlan(
+        datasets=tuple(
+            DatasetRequest(item.dataset_id, decimal_of(item.target_epsilon), decimal_of(item.delta))
+            for item in spec.datasets
+        ),
+        model=spec.model,
+        rounds=spec.rounds,
+        local_epochs=spec.local_epochs,
+        batch_size=spec.batch_size,
+        learning_rate=decimal_of(spec.learning_rate),
+        strategy=spec.strategy.name,
+        strategy_options=dict(spec.strategy.options),
+        min_hosts=spec.min_hosts,
+    )
+
+
+def _full(session: Session, job: Job) -> dict[str, Any]:
+    return job_view(job, job_datasets(session, job.id), job_events(session, job.id))
+
+
+@router.post("/v1/quotes", response_model=QuoteResponse)
+def post_quote(
+    spec: JobSpec, coordinator: CoordinatorDep, session: SessionDep, principal: CurrentPrincipal
+) -> dict[str, Any]:
+    """Price a job without creating it (buyers)."""
+    principal.require("buyer")
+    priced = price_plan(session, _plan(spec), fee_bps=coordinator.config.platform_fee_bps)
+    return {"quote": priced.quote.to_dict()}
+
+
+@router.post("/v1/jobs", status_code=201, response_model=JobOut)
+def post_job(
+    body: JobCreate,
+    coordinator: CoordinatorDep,
+    principal: CurrentPrincipal,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Create a draft job; refused (402) when the budget does not cover the quote."""
+    principal.require("buyer")
+    plan = _plan(body)
+    budget = (decimal_of(body.budget.amount), body.budget.currency)
+
+    def action(session: Session) -> tuple[int, Any]:
+        job = create_job(
+            session,
+            coordinator.log,
+            coordinator.signing_key,
+            principal,
+            plan,
+            budget=budget,
+            fee_bps=coordinator.config.platform_fee_bps,
+            development_mode=coordinator.development_mode,
+            now=coordinator.now(),
+        )
+        return 201, _full(session, job)
+
+    return run_idempotent(
+        coordinator,
+        principal,
+        idempotency_key,
+        method="POST",
+        path="/v1/jobs",
+        body=body.model_dump_json(),
+        action=action,
+    )
+
+
+@router.get("/v1/jobs", response_model=JobPage)
+def get_jobs(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    status: Annotated[str | None, Query(pattern="^(" + "|".join(JOB_STATES) + ")$")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> dict[str, Any]:
+    """Jobs you may see: a buyer its own, admins and auditors all. Newest first."""
+    jobs, total = list_jobs(session, principal, status=status, limit=limit, offset=offset)
+    return {
+        "items": [_full(session, job) for job in jobs],
+        "total": total,
+        "limit": limit,
+        "offset": offset,
+    }
+
+
+@router.get("/v1/jobs/{job_id}", response_model=JobOut)
+def get_job(job_id: JobPath, session: SessionDep, principal: CurrentPrincipal) -> dict[str, Any]:
+    """One job with its datasets, quote and every state transition."""
+    return _full(session, visible_job(session, principal, job_id))
+
+
+def _transition(
+    coordinator: CoordinatorDep,
+    principal: CurrentPrincipal,
+    job_id: str,
+    to: str,
+    reason: str | None,
+) -> dict[str, Any]:
+    with writing(coordinator.engine) as session:
+        job = transition_job(
+            session,
+            coordinator.log,
+            coordinator.signing_key,
+            principal,
+            job_id,
+            to,
+            reason=reason,
+            now=coordinator.now(),
+        )
+        view = _full(session, job)
+    coordinator.logged()
+    return view
+
+
+@router.post("/v1/jobs/{job_id}/fund", response_model=JobOut)
+def post_fund(
+    job_id: JobPath, coordinator: CoordinatorDep, principal: CurrentPrincipal
+) -> dict[str, Any]:
+    """Fund a draft job (its buyer): every dataset's terms are checked again."""
+    principal.require("buyer")
+    return _transition(coordinator, principal, job_id, "funded", None)
+
+
+@router.post("/v1/jobs/{job_id}/cancel", response_model=JobOut)
+def post_cancel(
+    job_id: JobPath,
+    coordinator: CoordinatorDep,
+    principal: CurrentPrincipal,
+    body: Revocation | None = None,
+) -> dict[str, Any]:
+    """Cancel a job that has not ended (its buyer or an admin)."""
+    principal.require("buyer", "admin")
+    reason = body.reason if body is not None and body.reason else None
+    return _transition(coordinator, principal, job_id, "cancelled", reason)
+
+
+@router.post("/v1/jobs/{job_id}/tokens", status_code=201, response_model=TokenOut)
+def post_token(
+    job_id: JobPath,
+    body: TokenRequest,
+    coordinator: CoordinatorDep,
+    principal: CurrentPrincipal,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Issue the capability token for one dataset of a funded job (its creator, or admins)."""
+
+    def action(session: Session) -> tuple[int, Any]:
+        token, claims = issue_job_token(
+            session,
+            coordinator.signing_key,
+            principal,
+            job_id,
+            body.dataset_id,
+            policy=coordinator.attestation_policy(),
+            ttl=coordinator.token_ttl,
+            now=coordinator.now(),
+        )
+        return 201, {
+            "token": token,
+            "jti": claims.jti,
+            "expires_at": claims.expires_at.isoformat(),
+            "host_did": claims.subject,
+            "worker_jkt": claims.worker_jkt,
+            "insecure_attestation": claims.insecure_attestation,
+        }
+
+    return run_idempotent(
+        coordinator,
+        principal,
+        idempotency_key,
+        method="POST",
+        path=f"/v1/jobs/{job_id}/tokens",
+        body=body.model_dump_json(),
+        action=action,
+    )

@@ -1,0 +1,43 @@
+"""JSON forms of stored rows that more than one router returns."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from coordinator.tables import Account, ApiKey, Identity
+
+
+def iso(moment: datetime | None) -> str | None:
+    """An aware datetime as ISO 8601, or ``None``."""
+    return None if moment is None else moment.isoformat()
+
+
+def account_view(account: Account) -> dict[str, Any]:
+    """An account as the API returns it."""
+    return {
+        "id": account.id,
+        "name": account.name,
+        "role": account.role,
+        "created_at": iso(account.created_at),
+        "disabled_at": iso(account.disabled_at),
+    }
+
+
+def key_view(key: ApiKey) -> dict[str, Any]:
+    """API key metadata (never the secret)."""
+    return {
+        "key_id": key.id,
+        "label": key.label,
+        "created_at": iso(key.created_at),
+        "revoked_at": iso(key.revoked_at),
+    }
+
+
+def identity_view(identity: Identity) -> dict[str, Any]:
+    """A linked identity."""
+    return {
+        "did": identity.did,
+        "account_id": identity.account_id,
+        "linked_at": iso(identity.linked_at),
+    }
