@@ -68,6 +68,20 @@ class Quote:
         }
 
 
+#: The largest amount a quote, a line or a budget may come to, in minor units: far above
+#: any real job, and far below the 64-bit integers the ledger and databases store.
+MAX_AMOUNT_MINOR = 10**15
+
+
+def check_amount(amount_minor: int, what: str) -> int:
+    """``amount_minor`` if it is at most ``MAX_AMOUNT_MINOR``; else a PricingError."""
+    if amount_minor > MAX_AMOUNT_MINOR:
+        raise PricingError(
+            f"{what} is over the largest amount accepted ({MAX_AMOUNT_MINOR} minor units)"
+        )
+    return amount_minor
+
+
 def price_line(
     dataset_id: str, planned_samples: int, price_per_sample: Decimal, currency: str
 ) -> QuoteLine:
@@ -78,7 +92,9 @@ def price_line(
     if not price_per_sample.is_finite() or price_per_sample < 0:
         raise PricingError(f"dataset {dataset_id}: price per sample must be a finite amount ≥ 0")
     exact = (price_per_sample * planned_samples).scaleb(minor_unit_exponent(currency))
-    amount = int(exact.to_integral_value(rounding=ROUND_CEILING))
+    amount = check_amount(
+        int(exact.to_integral_value(rounding=ROUND_CEILING)), f"dataset {dataset_id}'s price"
+    )
     return QuoteLine(dataset_id, planned_samples, price_per_sample, currency, amount)
 
 
@@ -101,6 +117,7 @@ def build_quote(lines: Sequence[QuoteLine], fee_bps: int) -> Quote:
         )
     subtotal = sum(line.amount_minor for line in lines)
     fee = fee_for(subtotal, fee_bps)
+    check_amount(subtotal + fee, "the quote")
     return Quote(currencies[0], tuple(lines), fee_bps, subtotal, fee, subtotal + fee)
 
 

@@ -1,19 +1,46 @@
-"""Serve an ASGI app on loopback from a background thread (for ``tally demo`` and tests).
+"""Serve an ASGI app with uvicorn: in the foreground until a signal, or from a thread.
 
-``LocalServer`` picks a free port when asked for port 0, starts uvicorn in a daemon
-thread, waits until it accepts connections, and stops it on ``stop``. It never listens
-anywhere but the host it is given.
+``ForegroundServer`` is uvicorn's server for a command that must clean up after it:
+SIGINT and SIGTERM make it shut down and *return*, where uvicorn's own server re-raises
+the signal afterwards and so kills the process before its ``finally`` blocks run.
+``LocalServer`` (for ``tally demo`` and tests) picks a free port when asked for port 0,
+starts uvicorn in a daemon thread, waits until it accepts connections, and stops it on
+``stop``. Neither listens anywhere but the host it is given.
 """
 
 from __future__ import annotations
 
+import signal
 import socket
 import threading
 import time
+from collections.abc import Generator
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
 import uvicorn
+
+#: The signals that stop a foreground server (SIGHUP: its terminal went away).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class ForegroundServer(uvicorn.Server):
+    """A uvicorn server whose stop signals end ``run()`` normally instead of the process."""
+
+    @contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        """Handle SIGINT, SIGTERM and SIGHUP as "shut down" while serving, then restore the old
+        handlers without re-raising what was caught."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in STOP_SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

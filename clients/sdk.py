@@ -48,6 +48,7 @@ _TILE_PATH = re.compile(r"^tile/(?:entries|[0-9]{1,2})/(?:x[0-9]{3}/)*[0-9]{3}(?
 _CATALOG_FILTERS: Final = frozenset(
     {
         "q",
+        "proofs",
         "modality",
         "license",
         "currency",
@@ -242,6 +243,11 @@ class TallyClient:
         return self._json(
             "POST", f"/v1/accounts/{account}/keys/{_segment('key_id', key_id)}/revoke"
         )
+
+    def earnings(self, account_id: str | None = None) -> dict[str, Any]:
+        """``GET /v1/earnings`` (creator: its own; admin, auditor: ``account_id``'s): each
+        dataset's quoted share of the jobs funded on it, with totals per state."""
+        return self._json("GET", "/v1/earnings", query={"account_id": account_id})
 
     # -- creators: identity and hosts -----------------------------------------------------
 

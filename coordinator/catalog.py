@@ -30,7 +30,7 @@ from coordinator.records import (
     DATASET_REVOCATION_RECORD,
     log_signed_record,
 )
-from coordinator.tables import DELISTED, LISTED, Identity, Listing
+from coordinator.tables import DELISTED, LISTED, HostWorker, Identity, Listing
 from provenance.dsse import Envelope
 from provenance.errors import ProvenanceError
 from provenance.keys import SigningKey
@@ -41,6 +41,10 @@ from provenance.tlog.records import append_records
 
 #: The largest page a search returns.
 MAX_PAGE = 200
+#: The dearest price per sample a listing may ask, in major units.
+MAX_PRICE_PER_SAMPLE = Decimal(1_000_000)
+#: The largest row or byte count a listing may claim (JSON's exact integers).
+MAX_COUNT = 2**53
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,12 @@ def _decimal(text: Any, where: str) -> Decimal:
     return value
 
 
+def _count(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
+        raise InvalidRequest(f"manifest {where} must be a whole number from 0 to 2^53", field=where)
+    return value
+
+
 def _listing_row(signed: SignedManifest, account_id: str, log_index: int, now: datetime) -> Listing:
     manifest: DatasetManifest = signed.manifest
     predicate = manifest.predicate
@@ -112,6 +122,13 @@ def _listing_row(signed: SignedManifest, account_id: str, log_index: int, now: d
     )
     if lifetime <= 0 or not 0 < delta < 1:
         raise InvalidRequest("manifest privacy terms need lifetime ε > 0 and 0 < δ < 1")
+    if per_sample > MAX_PRICE_PER_SAMPLE:
+        raise InvalidRequest(
+            f"manifest price.per_sample is over the largest accepted ({MAX_PRICE_PER_SAMPLE})",
+            field="price.per_sample",
+        )
+    rows = _count(predicate["schema"]["rows"], "schema.rows")
+    total_bytes = _count(predicate["content"]["chunking"]["total_bytes"], "chunking.total_bytes")
     pii = predicate.get("pii", {})
     total_findings = pii.get("total", 0) if isinstance(pii, dict) else 0
     return Listing(
@@ -128,8 +145,8 @@ def _listing_row(signed: SignedManifest, account_id: str, log_index: int, now: d
         price_per_sample=str(per_sample),
         price_value=float(per_sample),
         currency=currency,
-        rows=int(predicate["schema"]["rows"]),
-        total_bytes=int(predicate["content"]["chunking"]["total_bytes"]),
+        rows=rows,
+        total_bytes=total_bytes,
         lifetime_epsilon=str(lifetime),
         lifetime_epsilon_value=float(lifetime),
         max_epsilon_per_job=None if per_job is None else str(per_job),
@@ -267,11 +284,8 @@ def search_catalog(session: Session, query: CatalogFilter) -> tuple[list[Listing
         if value is not None:
             conditions.append(column == value)
     if query.use is not None:
-        conditions.append(
-            func.instr("," + col(Listing.allowed_uses) + ",", f",{query.use},") > 0
-            if session.get_bind().dialect.name == "sqlite"
-            else ("," + col(Listing.allowed_uses) + ",").contains(f",{query.use},", autoescape=True)
-        )
+        uses = "," + col(Listing.allowed_uses) + ","
+        conditions.append(uses.contains(f",{query.use},", autoescape=True))
     if query.max_price is not None:
         conditions.append(col(Listing.price_value) <= float(query.max_price))
     if query.min_rows is not None:
@@ -300,19 +314,39 @@ def search_catalog(session: Session, query: CatalogFilter) -> tuple[list[Listing
     return list(session.exec(statement)), int(total)
 
 
-def get_listing(session: Session, dataset_id: str, version: int | None = None) -> Listing:
-    """The newest (or the given) version of a dataset in the catalog, revoked or not."""
+def get_listing(
+    session: Session, dataset_id: str, version: int | None = None, *, lock: bool = False
+) -> Listing:
+    """The newest (or the given) version of a dataset in the catalog, revoked or not.
+
+    With ``lock`` the row is locked until the transaction ends (PostgreSQL; SQLite's
+    write transactions hold the whole database already).
+    """
     statement = select(Listing).where(Listing.dataset_id == dataset_id)
     if version is not None:
         statement = statement.where(Listing.version == version)
+    if lock:
+        statement = statement.with_for_update()
     row = session.exec(statement.order_by(col(Listing.version).desc())).first()
     if row is None:
         raise NotFound(f"no dataset {dataset_id!r} in the catalog")
     return row
 
 
-def listing_view(row: Listing, *, development_mode: bool) -> dict[str, Any]:
-    """JSON form of a listing, as search results and the CLI show it."""
+def host_attestations(session: Session, rows: list[Listing]) -> dict[str, HostWorker]:
+    """The registered worker of each listing's host, by host DID (one query)."""
+    dids = sorted({row.creator_did for row in rows})
+    if not dids:
+        return {}
+    hosts = session.exec(select(HostWorker).where(col(HostWorker.host_did).in_(dids)))
+    return {host.host_did: host for host in hosts}
+
+
+def listing_view(
+    row: Listing, *, development_mode: bool, host: HostWorker | None
+) -> dict[str, Any]:
+    """JSON form of a listing, as search results and the CLI show it, with the attestation
+    of the host that serves it (insecure when that host's evidence is ``dev``)."""
     return {
         "dataset_id": row.dataset_id,
         "version": row.version,
@@ -339,6 +373,9 @@ def listing_view(row: Listing, *, development_mode: bool) -> dict[str, Any]:
         "revoke_reason": row.revoke_reason,
         "log": {"index": row.log_index, "revocation_index": row.revocation_log_index},
         "development_mode": development_mode,
+        "attestation": None
+        if host is None
+        else {"evidence_type": host.evidence_type, "insecure": host.insecure},
     }
 
 

@@ -30,7 +30,10 @@ def alembic_config(engine: Engine) -> Config:
     """An Alembic configuration pointing at the packaged migrations and ``engine``."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    config.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
+    # ConfigParser reads "%" as interpolation: a URL's percent-escapes (a PostgreSQL
+    # search_path option, an escaped password) must be doubled to arrive unchanged.
+    url = engine.url.render_as_string(hide_password=False)
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
 
 

@@ -18,12 +18,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import false, func
 from sqlmodel import Session, col, select
 
 from billing.currency import check_currency, to_minor_units
 from billing.errors import BillingError
-from billing.pricing import Quote, build_quote, format_minor, price_line
+from billing.pricing import Quote, build_quote, check_amount, format_minor, price_line
 from coordinator.accounts import Principal
 from coordinator.catalog import get_listing
 from coordinator.errors import Conflict, Forbidden, InvalidRequest, NotFound, PaymentRequired
@@ -125,8 +125,14 @@ def check_dataset_terms(
 ) -> Listing:
     """The listing ``item`` names, if the plan keeps every one of its terms."""
     where = f"datasets[{position}]"
+    if item.target_epsilon <= 0:
+        raise InvalidRequest("target ε must be above 0", field=f"{where}.target_epsilon")
+    if not 0 < item.delta < 1:
+        raise InvalidRequest("δ must be between 0 and 1, both excluded", field=f"{where}.delta")
     try:
-        listing = get_listing(session, item.dataset_id)
+        # Funding commits ε: lock the listing so that two jobs cannot both take the last of
+        # a dataset's lifetime cap (PostgreSQL; SQLite serialises writers anyway).
+        listing = get_listing(session, item.dataset_id, lock=job_id is not None)
     except NotFound as exc:
         raise InvalidRequest(str(exc), field=f"{where}.dataset_id") from exc
     name = f"dataset {listing.dataset_id}"
@@ -211,9 +217,9 @@ def price_plan(
 def _budget_minor(amount: Decimal, currency: str, quote: Quote) -> int:
     try:
         check_currency(currency)
-        budget = to_minor_units(amount, currency)
+        budget = check_amount(to_minor_units(amount, currency), "the budget")
     except BillingError as exc:
-        raise InvalidRequest(f"budget: {exc}", field="budget") from exc
+        raise InvalidRequest(f"budget: {exc}", field="budget.amount") from exc
     if currency != quote.currency:
         raise InvalidRequest(
             f"budget is in {currency} but the datasets are priced in {quote.currency}",
@@ -349,16 +355,69 @@ def create_job(
     return job
 
 
+def uses_datasets_of(account_id: str) -> Any:
+    """A condition on ``Job``: it is past its draft and uses a dataset ``account_id`` listed.
+
+    This is what a creator sees of jobs: the plans its datasets were funded for (their
+    hosts must know the model, rounds and ε to admit the work), never a buyer's drafts.
+    """
+    own = (
+        select(JobDataset.job_id)
+        .join(Listing, col(Listing.manifest_digest) == col(JobDataset.manifest_digest))
+        .where(Listing.account_id == account_id, col(JobDataset.job_id) == col(Job.id))
+    )
+    return (col(Job.status) != "draft") & own.exists()
+
+
+def _visibility(principal: Principal) -> list[Any]:
+    """The conditions on ``Job`` that keep a caller to the jobs it may see."""
+    if principal.role == "buyer":
+        return [Job.buyer_id == principal.account_id]
+    if principal.role == "creator":
+        return [uses_datasets_of(principal.account_id)]
+    if principal.role in ("admin", "auditor"):
+        return []
+    return [false()]  # a role this rule does not know sees nothing
+
+
+@dataclass(frozen=True)
+class JobAudience:
+    """Who a job's record may be shown to (``may_see`` applies the rule)."""
+
+    buyer_id: str
+    status: str
+    creator_accounts: frozenset[str]
+
+    def may_see(self, principal: Principal) -> bool:
+        """The rule ``_visibility`` applies in SQL, for a job already read: a buyer its own,
+        a creator one past its draft on its datasets, admins and auditors any."""
+        if principal.role in ("admin", "auditor"):
+            return True
+        if principal.role == "buyer":
+            return principal.account_id == self.buyer_id
+        if principal.role == "creator":
+            return self.status != "draft" and principal.account_id in self.creator_accounts
+        return False
+
+
+def job_audience(session: Session, job: Job) -> JobAudience:
+    """Who may see ``job``: its buyer, and the accounts that listed its datasets."""
+    creators = session.exec(
+        select(Listing.account_id)
+        .join(JobDataset, col(JobDataset.manifest_digest) == col(Listing.manifest_digest))
+        .where(JobDataset.job_id == job.id)
+    )
+    return JobAudience(job.buyer_id, job.status, frozenset(creators))
+
+
 def visible_job(session: Session, principal: Principal, job_id: str, *, lock: bool = False) -> Job:
-    """A job the caller may see: a buyer its own; admins and auditors any. Else ``NotFound``."""
-    statement = select(Job).where(Job.id == job_id)
+    """A job the caller may see, else ``NotFound``: a buyer its own; a creator those funded
+    on its datasets; admins and auditors any."""
+    statement = select(Job).where(Job.id == job_id, *_visibility(principal))
     if lock:
         statement = statement.with_for_update()
     job = session.exec(statement).first()
-    if job is None or not (
-        principal.role in ("admin", "auditor")
-        or (principal.role == "buyer" and job.buyer_id == principal.account_id)
-    ):
+    if job is None:
         raise NotFound(f"no job {job_id!r}")
     return job
 
@@ -375,6 +434,27 @@ def job_events(session: Session, job_id: str) -> list[JobEvent]:
     """A job's transitions, oldest first."""
     statement = select(JobEvent).where(JobEvent.job_id == job_id).order_by(col(JobEvent.id))
     return list(session.exec(statement))
+
+
+def job_views(session: Session, jobs: Sequence[Job]) -> list[dict[str, Any]]:
+    """``job_view`` of each of ``jobs``, reading all their datasets and events in two
+    queries (not two per job)."""
+    ids = [job.id for job in jobs]
+    if not ids:
+        return []
+    datasets: dict[str, list[JobDataset]] = {job_id: [] for job_id in ids}
+    for item in session.exec(
+        select(JobDataset)
+        .where(col(JobDataset.job_id).in_(ids))
+        .order_by(col(JobDataset.job_id), col(JobDataset.position))
+    ):
+        datasets[item.job_id].append(item)
+    events: dict[str, list[JobEvent]] = {job_id: [] for job_id in ids}
+    for event in session.exec(
+        select(JobEvent).where(col(JobEvent.job_id).in_(ids)).order_by(col(JobEvent.id))
+    ):
+        events[event.job_id].append(event)
+    return [job_view(job, datasets[job.id], events[job.id]) for job in jobs]
 
 
 def transition_job(
@@ -452,10 +532,7 @@ def list_jobs(
     session: Session, principal: Principal, *, status: str | None, limit: int, offset: int
 ) -> tuple[list[Job], int]:
     """Jobs the caller may see (newest first) and how many there are in all."""
-    principal.require("buyer", "admin", "auditor")
-    conditions: list[Any] = []
-    if principal.role == "buyer":
-        conditions.append(Job.buyer_id == principal.account_id)
+    conditions = _visibility(principal)
     if status is not None:
         conditions.append(Job.status == status)
     total = session.exec(select(func.count()).select_from(Job).where(*conditions)).one()

@@ -8,9 +8,11 @@ holds the private keys anywhere but in memory, and never writes them out.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import Engine
@@ -20,6 +22,7 @@ from coordinator.database import migrate, open_engine, writing
 from coordinator.errors import ConfigError
 from coordinator.home import CoordinatorConfig, CoordinatorHome
 from coordinator.hosts import attestation_policy
+from coordinator.read_cache import ReadCache
 from coordinator.witnessing import WitnessEndpoint, WitnessPump
 from provenance.attestation import AttestationPolicy
 from provenance.errors import LogError
@@ -50,6 +53,18 @@ class Coordinator:
     pump: WitnessPump | None
     #: The supervised SuperLink's state, when ``tally coordinator up`` runs one.
     superlink_state: Callable[[], str] | None = None
+    #: Recent reads (key checks, searches, jobs), dropped on this process's every write.
+    reads: ReadCache[Any] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.reads = ReadCache(self.engine)
+
+    @cached_property
+    def idempotency_secret(self) -> bytes:
+        """A secret of this coordinator's for sealing stored answers: the SHA-256 of its
+        (deterministic, RFC 8032) Ed25519 signature over a fixed label. Only a holder of
+        the coordinator's key can compute it; it is never stored."""
+        return hashlib.sha256(self.signing_key.sign(b"tally idempotency secret v1")).digest()
 
     @property
     def config(self) -> CoordinatorConfig:
@@ -109,6 +124,7 @@ class Coordinator:
         """Stop background work and release the database."""
         if self.pump is not None:
             self.pump.stop()
+        self.reads.close()
         self.engine.dispose()
 
 

@@ -9,7 +9,8 @@ the catalog filters or sorts on them.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -23,6 +24,8 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
 # Roles and states are plain strings in the database; these are the allowed values.
@@ -32,8 +35,38 @@ DELISTED = "revoked"
 JOB_STATES = ("draft", "funded", "running", "completed", "failed", "cancelled")
 
 
+class UtcDateTime(TypeDecorator[datetime]):
+    """An aware UTC time on every backend.
+
+    Written: an aware time, converted to UTC (a naive one is refused: its zone is unknown).
+    Read: SQLite's naive values are UTC as written; PostgreSQL's come in the session's time
+    zone and are converted back, so a record reads the same on either backend.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> datetime | None:
+        """The value to store: UTC."""
+        if value is None:
+            return None
+        if not isinstance(value, datetime) or value.tzinfo is None:
+            raise ValueError(f"a stored time must be an aware datetime, not {value!r}")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        """The value read: aware UTC."""
+        if value is None:
+            return None
+        if not isinstance(value, datetime):  # pragma: no cover - drivers return datetimes
+            raise ValueError(f"the database returned {value!r} for a time")
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
 def _when(nullable: bool = False) -> Column[datetime]:
-    return Column(DateTime(timezone=True), nullable=nullable)
+    return Column(UtcDateTime(), nullable=nullable)
 
 
 class Account(SQLModel, table=True):
@@ -225,7 +258,8 @@ class IssuedToken(SQLModel, table=True):
 
 
 class IdempotencyRecord(SQLModel, table=True):
-    """The stored response to a POST made with an ``Idempotency-Key``."""
+    """The sealed response to a POST made with an ``Idempotency-Key`` (``key`` holds the
+    key's SHA-256, ``response_body`` the answer under AES-GCM; see api/idempotency.py)."""
 
     __tablename__ = "idempotency_record"
 

@@ -77,4 +77,6 @@ def vetted_model(name: str) -> VettedModel:
         return VETTED_MODELS[name]
     except KeyError:
         known = ", ".join(sorted(VETTED_MODELS))
-        raise UnknownModel(f"model {name!r} is not in the registry; choose one of: {known}") from None
+        raise UnknownModel(
+            f"model {name!r} is not in the registry; choose one of: {known}"
+        ) from None

@@ -9,10 +9,12 @@ These run on the coordinator's own machine, against its home, not over HTTP.
 from __future__ import annotations
 
 import logging
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from types import FrameType
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from sqlalchemy.exc import SQLAlchemyError
@@ -31,9 +33,17 @@ from coordinator.home import (
 )
 from provenance.errors import ProvenanceError
 
+if TYPE_CHECKING:
+    from coordinator.superlink import SuperLinkSettings
+    from coordinator.supernodes import FlowerConnection
+
 app = typer.Typer(no_args_is_help=True, help="Set up and run the coordinator service.")
 witness_app = typer.Typer(no_args_is_help=True, help="Witnesses that cosign the log.")
 app.add_typer(witness_app, name="witness")
+supernode_app = typer.Typer(
+    no_args_is_help=True, help="Admit data hosts' SuperNodes by their public keys."
+)
+app.add_typer(supernode_app, name="supernode")
 
 HomeOption = Annotated[
     Path | None,
@@ -64,6 +74,32 @@ def _failing_cleanly() -> Iterator[None]:
     except SQLAlchemyError as exc:
         reason = getattr(exc, "orig", None) or exc
         fail(f"the coordinator's database cannot be used: {reason}")
+
+
+#: How long ``up`` waits for open requests when asked to stop, before closing them.
+GRACEFUL_SHUTDOWN_SECONDS = 10
+
+
+def _superlink_settings(opened: CoordinatorHome, port: int | None = None) -> SuperLinkSettings:
+    """How this home's SuperLink runs (``port`` overrides the configured one)."""
+    from coordinator.superlink import SuperLinkSettings, SuperLinkTls
+
+    link = opened.config.superlink
+    tls = link.tls
+    return SuperLinkSettings(
+        host=link.host,
+        port=port or link.port,
+        database=opened.root / "superlink" / "state.db",
+        tls=None
+        if tls is None
+        else SuperLinkTls(Path(tls.ca_certfile), Path(tls.certfile), Path(tls.keyfile)),
+        supernode_auth=link.supernode_auth,
+        log_file=opened.root / "logs" / "superlink.log",
+    )
+
+
+def _interrupt(_signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 def _home(home: Path | None) -> CoordinatorHome:
@@ -196,28 +232,23 @@ def up(
     """
     import uvicorn
 
+    from clients.local_server import ForegroundServer
     from coordinator.api.app import create_app
     from coordinator.service import open_coordinator
-    from coordinator.superlink import SuperLinkSettings, SuperLinkSupervisor, SuperLinkTls
+    from coordinator.superlink import SuperLinkSupervisor
 
     opened = _home(home)
     config = opened.config
     with _failing_cleanly():
         coordinator = open_coordinator(opened, database_url=database_url)
     supervisor: SuperLinkSupervisor | None = None
+    # Until the server takes over the signals, SIGTERM and SIGHUP end start-up as Ctrl-C
+    # does, so that the ``finally`` below still stops a SuperLink that was already started.
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         if not no_superlink:
-            tls = config.superlink.tls
-            settings = SuperLinkSettings(
-                host=config.superlink.host,
-                port=superlink_port or config.superlink.port,
-                database=opened.root / "superlink" / "state.db",
-                tls=None
-                if tls is None
-                else SuperLinkTls(Path(tls.ca_certfile), Path(tls.certfile), Path(tls.keyfile)),
-                supernode_auth=config.superlink.supernode_auth,
-                log_file=opened.root / "logs" / "superlink.log",
-            )
+            with _failing_cleanly():
+                settings = _superlink_settings(opened, superlink_port)
             (opened.root / "superlink").mkdir(mode=0o700, exist_ok=True)
             supervisor = SuperLinkSupervisor(settings)
             with _failing_cleanly():
@@ -231,7 +262,7 @@ def up(
             console.print("[bold yellow]development mode:[/] dev (INSECURE) attestation accepted")
         console.print(f"coordinator API on http://{api_host}:{api_port}  (Ctrl-C stops)")
         logging.basicConfig(level=logging.WARNING)
-        server = uvicorn.Server(
+        server = ForegroundServer(
             uvicorn.Config(
                 create_app(coordinator),
                 host=api_host,
@@ -239,15 +270,29 @@ def up(
                 log_level="warning",
                 access_log=False,
                 server_header=False,
+                # A client holding a request open must not hold the SuperLink's stop up.
+                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
             )
         )
         server.run()
         if not server.started:
             fail(f"the API could not listen on {api_host}:{api_port} (is the port in use?)")
+    except KeyboardInterrupt:
+        console.print("interrupted while starting")
     finally:
-        if supervisor is not None:
-            supervisor.stop()
-        coordinator.close()
+        # A second signal while stopping must not cut the SuperLink's shutdown short: it
+        # interrupts ``stop``, which is then simply called again. (Ignoring the signals
+        # instead would pass SIG_IGN on to a SuperLink restarted meanwhile.)
+        while True:
+            try:
+                if supervisor is not None:
+                    supervisor.stop()
+                coordinator.close()
+                break
+            except KeyboardInterrupt:
+                continue
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     console.print("coordinator stopped")
 
 
@@ -282,3 +327,140 @@ def witness_add(
         emit_json({"witnesses": [w.model_dump() for w in updated.witnesses]})
         return
     console.print(f"witness {name} at {url} added; restart the coordinator to use it")
+
+
+@app.command("tls")
+def tls(
+    ca_cert: Annotated[Path, typer.Option("--ca-cert", help="The CA certificate (PEM).")],
+    cert: Annotated[Path, typer.Option(help="The SuperLink's certificate (PEM).")],
+    key: Annotated[Path, typer.Option(help="The certificate's private key (PEM).")],
+    supernode_auth: Annotated[
+        bool,
+        typer.Option(
+            "--supernode-auth/--no-supernode-auth",
+            help="Admit only SuperNodes whose keys are registered (tally coordinator "
+            "supernode register).",
+        ),
+    ] = True,
+    home: HomeOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Serve the SuperLink over TLS, with SuperNode authentication (takes effect at next up).
+
+    Example: tally coordinator tls --ca-cert ca.pem --cert superlink.pem --key superlink.key
+    """
+    from coordinator.home import SuperLinkConfig, TlsFiles
+
+    opened = _home(home)
+    files: dict[str, str] = {}
+    for option, path in (("--ca-cert", ca_cert), ("--cert", cert), ("--key", key)):
+        full = path.expanduser().absolute()
+        try:
+            head = full.read_bytes()[:4096] if full.is_file() else b""
+        except OSError as exc:
+            fail(f"{option} {full}: {exc.strerror or exc}")
+        if b"-----BEGIN " not in head:
+            fail(f"{option} {full} is not a PEM file")
+        files[option] = str(full)
+    link = opened.config.superlink
+    updated = opened.config.model_copy(
+        update={
+            "superlink": SuperLinkConfig(
+                host=link.host,
+                port=link.port,
+                tls=TlsFiles(
+                    ca_certfile=files["--ca-cert"], certfile=files["--cert"], keyfile=files["--key"]
+                ),
+                supernode_auth=supernode_auth,
+            )
+        }
+    )
+    write_config(opened.root, updated)
+    if as_json:
+        emit_json(updated.superlink.model_dump())
+        return
+    auth = "on" if supernode_auth else "off"
+    console.print(f"SuperLink TLS configured (SuperNode authentication {auth}); restart to use it")
+
+
+def _flower(opened: CoordinatorHome) -> FlowerConnection:
+    from coordinator.supernodes import FlowerConnection
+
+    with _failing_cleanly():
+        return FlowerConnection.write(opened.root / "flwr", _superlink_settings(opened))
+
+
+@supernode_app.command("register")
+def supernode_register(
+    public_key: Annotated[Path, typer.Argument(help="The SuperNode's OpenSSH ECDSA public key.")],
+    name: Annotated[str | None, typer.Option(help="A name for the SuperNode.")] = None,
+    home: HomeOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Admit a data host's SuperNode: register its public key with the running SuperLink.
+
+    The host makes its key pair with `ssh-keygen -t ecdsa -b 384 -N "" -f supernode` and
+    sends only supernode.pub; its SuperNode then starts with
+    --auth-supernode-private-key supernode.
+
+    Example: tally coordinator supernode register alice-supernode.pub --name alice
+    """
+    from coordinator.supernodes import register_supernode
+
+    connection = _flower(_home(home))
+    with _failing_cleanly():
+        answer = register_supernode(connection, public_key, name=name)
+    if as_json:
+        emit_json(answer)
+        return
+    console.print(f"registered SuperNode {answer.get('node-id')}")
+
+
+@supernode_app.command("list")
+def supernode_list(home: HomeOption = None, as_json: JsonFlag = False) -> None:
+    """List the SuperNodes the running SuperLink knows, and whether each is online.
+
+    Example: tally coordinator supernode list --json
+    """
+    from clients.cli.remote import compact_table, plain
+    from coordinator.supernodes import list_supernodes
+
+    connection = _flower(_home(home))
+    with _failing_cleanly():
+        nodes = list_supernodes(connection)
+    if as_json:
+        emit_json({"nodes": nodes})
+        return
+    if not nodes:
+        console.print("no SuperNodes registered")
+        return
+    table = compact_table("node id", "status", "registered", "online since")
+    for node in nodes:
+        table.add_row(
+            plain(node.get("node-id")),
+            plain(node.get("status")),
+            plain(node.get("created-at")),
+            plain(node.get("online-at")),
+        )
+    console.print(table)
+
+
+@supernode_app.command("unregister")
+def supernode_unregister(
+    node_id: Annotated[int, typer.Argument(min=0, help="The SuperNode's id (from list).")],
+    home: HomeOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Remove a SuperNode: the SuperLink refuses it from then on.
+
+    Example: tally coordinator supernode unregister 10449521302129572829
+    """
+    from coordinator.supernodes import unregister_supernode
+
+    connection = _flower(_home(home))
+    with _failing_cleanly():
+        answer = unregister_supernode(connection, node_id)
+    if as_json:
+        emit_json(answer)
+        return
+    console.print(f"unregistered SuperNode {node_id}")

@@ -1,13 +1,16 @@
 """``tally host …``: run a creator's data-host node: identity, datasets, attestation, allow-list.
 
 Everything here acts on the node's home directory (``--home``, default
-``$TALLY_HOST_HOME`` or ``~/.tallystick/host``); nothing talks to a coordinator. This is
-the node's own command line: there is no node server to talk to, so it calls
-``data_host`` directly, and the node's rules live there, not here.
+``$TALLY_HOST_HOME`` or ``~/.tallystick/host``). This is the node's own command line: there
+is no node server to talk to, so it calls ``data_host`` directly, and the node's rules live
+there, not here. Only ``register`` and ``dataset publish`` talk to a coordinator, over its
+HTTP API: they send the creator DID's signed link proof, the worker's attestation evidence
+and signed dataset manifests, never a private key and never the data.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,11 +27,19 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy.exc import SQLAlchemyError
 
 from clients.cli.output import JsonFlag, console, emit_json, fail
+from clients.cli.remote import (
+    DEFAULT_COORDINATOR,
+    ApiKeyOption,
+    CoordinatorOption,
+    coordinator_client,
+    plain,
+)
 from data_host.allowlist import AppAllowList, check_fab_hash, fab_hash_of_file
-from data_host.attestation import EvidenceKind, produce_evidence, store_evidence
+from data_host.attestation import EvidenceKind, load_evidence, produce_evidence, store_evidence
 from data_host.errors import DataHostError, WorkRefused
 from data_host.home import NodeHome, default_home, init_home, open_home
 from data_host.ingest import IngestResult, ingest_dataset
@@ -139,6 +150,51 @@ def attest(
         console.print(f"  measurement {name} = {value}")
     if verified.insecure:
         console.print(f"[bold yellow]INSECURE:[/] {verified.insecure_reason}")
+
+
+@app.command("register")
+def register(
+    coordinator: CoordinatorOption = DEFAULT_COORDINATOR,
+    api_key: ApiKeyOption = None,
+    home: HomeOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Link this node's creator identity to your creator account and register its worker.
+
+    Signs a proof that the creator DID belongs to the API key's account (for this
+    coordinator only), then sends the worker's stored attestation evidence; the coordinator
+    verifies both. Run again after `tally host attest` to replace the evidence.
+
+    Example: tally host register --coordinator http://127.0.0.1:8400 --api-key "$KEY" --home ./alice
+    """
+    from coordinator.identity import sign_identity_link
+
+    node = _home(home)
+    with _failing_cleanly():
+        evidence = load_evidence(node)
+        creator_key = node.creator_key()
+    with coordinator_client(coordinator, api_key) as client:
+        account_id = str(client.whoami()["account"]["id"])
+        audience = str(client.info()["audience"])
+        with _failing_cleanly():
+            proof = sign_identity_link(creator_key, account_id=account_id, audience=audience)
+        identity = client.link_identity(proof.to_dict())
+        host = client.register_host(node.config.creator_did, json.loads(evidence.to_json()))
+    if as_json:
+        emit_json({"identity": identity, "host": host})
+        return
+    console.print(Text("registered host ") + plain(host["host_did"]))
+    console.print(Text("  account     ") + plain(identity.get("account_id")))
+    console.print(Text("  worker      ") + plain(host["worker_did"]))
+    console.print(
+        Text("  evidence    ") + plain(f"{host['evidence_type']} {host['evidence_digest']}")
+    )
+    if host.get("insecure"):
+        console.print(
+            Text("  INSECURE    ", style="bold yellow") + plain(host.get("insecure_reason"))
+        )
+    else:
+        console.print("  insecure    no")
 
 
 class _RichIngestProgress:
@@ -420,6 +476,43 @@ def dataset_revoke(
         emit_json(_dataset_summary(registered))
         return
     console.print(f"revoked {dataset_id}: this node refuses all future work on it")
+
+
+@dataset_app.command("publish")
+def dataset_publish(
+    dataset_id: Annotated[str, typer.Argument(help="The dataset id (ds_…).")],
+    coordinator: CoordinatorOption = DEFAULT_COORDINATOR,
+    api_key: ApiKeyOption = None,
+    home: HomeOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """List a dataset in a coordinator's catalog: sends its signed manifest, not the data.
+
+    The coordinator verifies the manifest against your linked creator identity (run
+    `tally host register` first) and logs it. Publishing the same manifest again is harmless.
+
+    Example: tally host dataset publish ds_0123… --coordinator http://127.0.0.1:8400 --home ./alice
+    """
+    node = _home(home)
+    with _failing_cleanly():
+        registered = DatasetRegistry(node.engine).get(dataset_id)
+    if registered.is_revoked:
+        fail(
+            f"dataset {dataset_id} was revoked on this node "
+            f"({registered.row.revoked_reason or 'no reason given'}); it cannot be published"
+        )
+    envelope = registered.signed.envelope.to_dict()
+    with coordinator_client(coordinator, api_key) as client:
+        listing = client.publish_manifest(envelope)
+    if as_json:
+        emit_json(listing)
+        return
+    log = listing.get("log") or {}
+    console.print(
+        Text("published ")
+        + plain(listing.get("dataset_id"))
+        + Text(f" version {listing.get('version')}: log index {log.get('index')}")
+    )
 
 
 @dataset_app.command("budget")

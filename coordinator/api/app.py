@@ -9,14 +9,23 @@ in full.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio.to_thread
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
 
+from coordinator.api.deps import CurrentPrincipal
+from coordinator.api.read_through import ReadThrough
 from coordinator.api.routes import accounts, catalog, jobs, log
-from coordinator.api.schemas import Health, Info, ModelsOut, Problem
+from coordinator.api.schemas import Health, Info, InvalidProblem, ModelsOut, Problem
 from coordinator.coordinator_info import models_payload
 from coordinator.errors import (
     Conflict,
@@ -28,13 +37,16 @@ from coordinator.errors import (
     PaymentRequired,
 )
 from coordinator.service import Coordinator
-from provenance.errors import ProvenanceError
+from provenance.errors import LogError, ProvenanceError
 
 logger = logging.getLogger("tallystick.coordinator")
 
 #: The largest body any route accepts, and the larger limit for manifest uploads.
 MAX_BODY_BYTES = 256 * 1024
 MAX_MANIFEST_BODY_BYTES = 16 * 1024 * 1024
+
+#: How many reasons a 422 for a malformed body lists.
+MAX_VALIDATION_ITEMS = 32
 
 _STATUS: list[tuple[type[CoordinatorError], int]] = [
     (InvalidRequest, 422),
@@ -44,7 +56,10 @@ _STATUS: list[tuple[type[CoordinatorError], int]] = [
     (Conflict, 409),
     (PaymentRequired, 402),
 ]
-_ERRORS = {status: {"model": Problem} for status in (401, 402, 403, 404, 409, 413)}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    **{status: {"model": Problem} for status in (401, 402, 403, 404, 409, 413)},
+    422: {"model": InvalidProblem},
+}
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -68,27 +83,34 @@ class BodyLimit:
             if name == b"content-length" and value.isdigit() and int(value) > limit:
                 await _too_large(send, limit)
                 return
+        # Read the body here, counting, so that a body without Content-Length (chunked)
+        # is refused with 413 too; the app then reads the buffered body.
+        chunks: list[bytes] = []
         received = 0
-
-        async def limited() -> Message:
-            nonlocal received
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    raise _BodyTooLarge(limit)
-            return message
+            if message["type"] != "http.request":  # the client went away
+                return
+            chunk = message.get("body", b"")
+            received += len(chunk)
+            if received > limit:
+                await _too_large(send, limit)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        del chunks
+        delivered = False
 
-        try:
-            await self.app(scope, limited, send)
-        except _BodyTooLarge as exc:
-            await _too_large(send, exc.limit)
+        async def replay() -> Message:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
 
-
-class _BodyTooLarge(Exception):
-    def __init__(self, limit: int) -> None:
-        super().__init__(limit)
-        self.limit = limit
+        await self.app(scope, replay, send)
 
 
 async def _too_large(send: Send, limit: int) -> None:
@@ -110,18 +132,32 @@ def _status_of(error: CoordinatorError) -> int:
     return 500
 
 
+#: Threads that run the API's (blocking) route functions at once. More threads than cores
+#: only add contention: each database call hands Python's GIL back and forth, and with 40
+#: threads (AnyIO's default) a request cost 3x the CPU it costs alone (BENCHMARKS.md).
+ROUTE_THREADS = 4
+
+
+@asynccontextmanager
+async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    anyio.to_thread.current_default_thread_limiter().total_tokens = ROUTE_THREADS
+    yield
+
+
 def create_app(coordinator: Coordinator) -> FastAPI:
     """The API application serving ``coordinator``."""
     app = FastAPI(
+        lifespan=_lifespan,
         title="Tallystick coordinator",
         version="1",
         description=(
             "Accounts and roles, the dataset catalog, jobs and quotes, capability tokens and "
             "the public transparency log of a Tallystick coordinator."
         ),
-        responses=_ERRORS,  # type: ignore[arg-type]
+        responses=_ERRORS,
     )
     app.state.coordinator = coordinator
+    app.state.reads = ReadThrough(coordinator.reads)
 
     @app.exception_handler(CoordinatorError)
     async def _domain_error(_request: Request, exc: CoordinatorError) -> JSONResponse:
@@ -135,6 +171,43 @@ def create_app(coordinator: Coordinator) -> FastAPI:
             body["field"] = field
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         return JSONResponse(body, status_code=status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_body(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # Only where and why: never the input back (it can be a secret, or a NaN that JSON
+        # cannot even carry).
+        items = [
+            {
+                "loc": [part if isinstance(part, int) else str(part) for part in error["loc"]],
+                "msg": str(error["msg"])[:300],
+                "type": str(error["type"]),
+            }
+            for error in exc.errors()[:MAX_VALIDATION_ITEMS]
+        ]
+        return JSONResponse({"detail": items}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 400:  # FastAPI could not read the body at all
+            return JSONResponse(
+                {"detail": "the request body is not valid JSON (UTF-8)", "field": "body"},
+                status_code=422,
+            )
+        return await http_exception_handler(request, exc)
+
+    @app.exception_handler(IntegrityError)
+    async def _race(_request: Request, _exc: IntegrityError) -> JSONResponse:
+        return JSONResponse(
+            {"detail": "a concurrent request changed the same record; retry the request"},
+            status_code=409,
+        )
+
+    @app.exception_handler(LogError)
+    async def _log_fault(_request: Request, exc: LogError) -> JSONResponse:
+        # The routes turn the log's expected refusals into 404/422 themselves; one that
+        # reaches here means the log's storage is inconsistent: a server fault.
+        logger.error("transparency log error: %s", exc)
+        return JSONResponse({"detail": "internal error"}, status_code=500)
 
     @app.exception_handler(ProvenanceError)
     async def _record_error(_request: Request, exc: ProvenanceError) -> JSONResponse:
@@ -156,11 +229,13 @@ def create_app(coordinator: Coordinator) -> FastAPI:
         return coordinator.info()
 
     @app.get("/v1/models", response_model=ModelsOut, tags=["meta"])
-    def models() -> dict[str, Any]:
-        """The vetted model architectures and the aggregation strategies a job may name."""
+    def models(_caller: CurrentPrincipal) -> dict[str, Any]:
+        """The vetted model architectures and the aggregation strategies a job may name
+        (any account)."""
         return models_payload()
 
-    for module in (accounts, catalog, jobs, log):
+    # The most read routes first: a request is matched against the routes in this order.
+    for module in (catalog, jobs, accounts, log):
         app.include_router(module.router)
     app.add_middleware(BodyLimit)
     return app

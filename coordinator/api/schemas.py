@@ -10,11 +10,25 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 #: An exact, non-negative decimal as text: "0.05", "1e-5", "12".
 DECIMAL_PATTERN = r"^(0|[1-9][0-9]{0,11})(\.[0-9]{1,18})?([eE][-+]?[0-9]{1,2})?$"
-DecimalText = Annotated[str, StringConstraints(pattern=DECIMAL_PATTERN, max_length=40)]
+#: The largest value a decimal field takes (a budget of a trillion is far beyond any job).
+MAX_DECIMAL = Decimal(10) ** 12
+
+
+def _at_most_max(text: str) -> str:
+    if Decimal(text) > MAX_DECIMAL:
+        raise ValueError(f"must be at most {MAX_DECIMAL:E}")
+    return text
+
+
+DecimalText = Annotated[
+    str, StringConstraints(pattern=DECIMAL_PATTERN, max_length=40), AfterValidator(_at_most_max)
+]
+#: A strategy option: a finite number of modest size (no NaN, no infinity).
+OptionValue = Annotated[float, Field(allow_inf_nan=False, ge=-1e9, le=1e9)]
 DatasetId = Annotated[str, StringConstraints(pattern=r"^ds_[0-9a-f]{26}$")]
 Did = Annotated[str, StringConstraints(pattern=r"^did:key:z[1-9A-HJ-NP-Za-km-z]{40,60}$")]
 Role = Literal["creator", "buyer", "auditor", "admin"]
@@ -34,6 +48,36 @@ class Open(BaseModel):
 
 
 # -- requests ---------------------------------------------------------------------------
+
+
+QueryText = Annotated[str | None, StringConstraints(max_length=128, pattern=r"^[^\x00-\x1f\x7f]*$")]
+Count = Annotated[int | None, Field(ge=0, le=2**62)]
+Epsilon = Annotated[float | None, Field(ge=0, le=1e6, allow_inf_nan=False)]
+
+
+class CatalogQuery(Strict):
+    """The query string of a catalog search; every field is optional."""
+
+    q: QueryText = Field(None, description="Words in the title.")
+    modality: Literal["tabular", "image", "text"] | None = None
+    license: QueryText = Field(None, description="An SPDX licence id.")
+    currency: Annotated[str | None, StringConstraints(pattern=r"^[A-Z]{3}$")] = None
+    use: Literal["train", "evaluate"] | None = None
+    creator: QueryText = Field(None, description="The creator's did:key.")
+    max_price: Annotated[str | None, StringConstraints(pattern=DECIMAL_PATTERN, max_length=40)] = (
+        Field(None, description="Highest price per sample.")
+    )
+    min_rows: Count = None
+    max_rows: Count = None
+    min_bytes: Count = None
+    max_bytes: Count = None
+    min_lifetime_epsilon: Epsilon = None
+    min_epsilon_per_job: Epsilon = None
+    max_delta: Annotated[float | None, Field(ge=0, le=1, allow_inf_nan=False)] = None
+    include_revoked: bool = False
+    proofs: bool = Field(False, description="Give each listing a tlog-proof of its record.")
+    limit: Annotated[int, Field(ge=1, le=200)] = 50
+    offset: Annotated[int, Field(ge=0, le=1_000_000)] = 0
 
 
 class AccountCreate(Strict):
@@ -109,7 +153,7 @@ class StrategyChoice(Strict):
 
     name: Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{1,32}$")] = "fedavg"
     options: Annotated[
-        dict[Annotated[str, StringConstraints(max_length=64)], float], Field(max_length=16)
+        dict[Annotated[str, StringConstraints(max_length=64)], OptionValue], Field(max_length=16)
     ] = Field(default_factory=dict)
 
 
@@ -152,6 +196,22 @@ class Problem(BaseModel):
     """An error: one line that says what is wrong, and the field at fault if one is."""
 
     detail: str
+    field: str | None = None
+
+
+class InvalidItem(BaseModel):
+    """One reason a request body was refused, as FastAPI's validation reports it."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class InvalidProblem(BaseModel):
+    """A refused request (422): either one line naming the field at fault, or, when the
+    body's shape is wrong, the list of every field at fault."""
+
+    detail: str | list[InvalidItem]
     field: str | None = None
 
 
@@ -251,6 +311,22 @@ class ListingLog(Open):
     revocation_index: int | None
 
 
+class InclusionProof(Open):
+    """A C2SP tlog-proof of a listing's manifest record."""
+
+    index: int
+    tree_size: int
+    tlog_proof: str
+
+
+class HostAttestationOut(Open):
+    """The attestation of the host that serves a listing: its evidence type and whether it
+    is insecure (``dev`` evidence, accepted only in development mode)."""
+
+    evidence_type: str
+    insecure: bool
+
+
 class ListingOut(Open):
     """A catalog listing."""
 
@@ -275,6 +351,8 @@ class ListingOut(Open):
     revoke_reason: str | None
     log: ListingLog
     development_mode: bool
+    attestation: HostAttestationOut | None
+    proof: InclusionProof | None = None
 
 
 class ListingPage(Open):
@@ -284,14 +362,6 @@ class ListingPage(Open):
     total: int
     limit: int
     offset: int
-
-
-class InclusionProof(Open):
-    """A C2SP tlog-proof of a listing's manifest record."""
-
-    index: int
-    tree_size: int
-    tlog_proof: str
 
 
 class ListingDetail(Open):
@@ -382,6 +452,49 @@ class JobPage(Open):
     total: int
     limit: int
     offset: int
+
+
+class EarningLine(Open):
+    """One job's quoted line for one of the creator's datasets."""
+
+    job_id: str
+    status: str
+    bucket: Literal["committed", "completed", "lost"]
+    version: int
+    planned_samples: int
+    price_per_sample: str
+    amount_minor: int
+    currency: str
+
+
+class DatasetEarnings(Open):
+    """A dataset and the jobs funded on it."""
+
+    dataset_id: str
+    title: str
+    jobs: list[EarningLine]
+
+
+class EarningTotals(Open):
+    """Totals in one currency, in minor units: committed (funded or running jobs),
+    completed, and lost (failed or cancelled after funding)."""
+
+    currency: str
+    committed: int
+    completed: int
+    lost: int
+
+
+class EarningsOut(Open):
+    """What a creator's datasets stand to earn, by the quotes of the jobs funded on them
+    (``basis`` is "quote": payouts follow settled round proofs)."""
+
+    account_id: str
+    datasets: list[DatasetEarnings]
+    totals: list[EarningTotals]
+    lines: int
+    truncated: bool
+    basis: Literal["quote"]
 
 
 class TokenOut(Open):

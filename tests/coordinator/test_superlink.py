@@ -8,6 +8,8 @@ import re
 import signal
 import socket
 import ssl
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -25,6 +27,13 @@ from coordinator.superlink import (
     SuperLinkSupervisor,
     SuperLinkTls,
     superlink_command,
+)
+from coordinator.supernodes import (
+    FlowerConnection,
+    list_supernodes,
+    read_public_key,
+    register_supernode,
+    unregister_supernode,
 )
 
 HOST = "127.0.0.1"
@@ -283,3 +292,118 @@ def test_tls_with_supernode_auth_serves_tls(
         peer = secured.getpeercert()
     assert peer is not None
     assert ("IP Address", HOST) in peer["subjectAltName"]
+
+
+def _ssh_keypair(directory: Path, name: str) -> Path:
+    """An OpenSSH ECDSA P-384 key pair, as ``ssh-keygen -t ecdsa -b 384`` makes it; the
+    private key's path (the public key is beside it, ``.pub``)."""
+    key = ec.generate_private_key(ec.SECP384R1())
+    private = directory / name
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.OpenSSH,
+            serialization.NoEncryption(),
+        )
+    )
+    private.chmod(0o600)
+    public = key.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    )
+    (directory / f"{name}.pub").write_bytes(public + f" {name}\n".encode())
+    return private
+
+
+def _supernode(link: SuperLinkSettings, key: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    """A real ``flower-supernode`` that authenticates with ``key``."""
+    assert link.tls is not None
+    binary = Path(sys.executable).parent
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [
+                str(binary / "flower-supernode"),
+                "--superlink",
+                link.address,
+                "--root-certificates",
+                str(link.tls.ca_certfile),
+                "--auth-supernode-private-key",
+                str(key),
+                "--port",
+                str(port),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PATH": f"{binary}{os.pathsep}{os.environ.get('PATH', '')}"},
+        )
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_only_registered_supernodes_are_admitted(
+    tmp_path: Path, port: int, supervisors: list[SuperLinkSupervisor]
+) -> None:
+    """With TLS and SuperNode authentication, a SuperNode whose key was registered through
+    ``register_supernode`` comes online; one with an unregistered key is refused (Flower's
+    exit code 305) and never appears."""
+    settings = _settings(
+        tmp_path, port, tls=_write_tls(tmp_path), supernode_auth=True, log_file=tmp_path / "l"
+    )
+    supervisor = SuperLinkSupervisor(settings)
+    supervisors.append(supervisor)
+    supervisor.start()
+    connection = FlowerConnection.write(tmp_path / "flwr", settings)
+    assert list_supernodes(connection) == []
+    admitted = _ssh_keypair(tmp_path, "alice")
+    stranger = _ssh_keypair(tmp_path, "mallory")
+    answer = register_supernode(connection, admitted.with_suffix(".pub"), name="alice")
+    node_id = str(answer["node-id"])
+    assert [node["node-id"] for node in list_supernodes(connection)] == [node_id]
+
+    nodes = [
+        _supernode(settings, admitted, _free_port(), tmp_path / "alice.log"),
+        _supernode(settings, stranger, _free_port(), tmp_path / "mallory.log"),
+    ]
+    try:
+        assert _eventually(
+            lambda: [node["status"] for node in list_supernodes(connection)] == ["online"]
+        ), (tmp_path / "alice.log").read_text(errors="replace")
+        assert nodes[1].wait(timeout=WAIT_SECONDS) != 0
+        assert "Exit Code: 305" in (tmp_path / "mallory.log").read_text(errors="replace")
+        assert nodes[0].poll() is None
+        assert [node["node-id"] for node in list_supernodes(connection)] == [node_id]
+    finally:
+        for node in nodes:
+            if node.poll() is None:
+                node.terminate()
+                node.wait(timeout=WAIT_SECONDS)
+
+    unregister_supernode(connection, int(node_id))
+    assert all(node["status"] != "online" for node in list_supernodes(connection))
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        ("-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn\n", "private key"),
+        ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIC alice\n", "not an OpenSSH ECDSA public key"),
+        ("", "not an OpenSSH ECDSA public key"),
+    ],
+)
+def test_a_bad_public_key_is_refused_before_anything_is_sent(
+    tmp_path: Path, content: str, words: str
+) -> None:
+    path = tmp_path / "node.pub"
+    path.write_text(content)
+    with pytest.raises(SuperLinkError, match=words):
+        read_public_key(path)
+    with pytest.raises(SuperLinkError, match="does not exist"):
+        read_public_key(tmp_path / "missing.pub")
+    big = tmp_path / "big.pub"
+    big.write_text("ecdsa-sha2-nistp384 " + "A" * 5000)
+    with pytest.raises(SuperLinkError, match="over"):
+        read_public_key(big)

@@ -24,6 +24,7 @@ from coordinator.api.schemas import (
     AccountCreated,
     AccountList,
     AccountOut,
+    EarningsOut,
     HostOut,
     HostRegistration,
     IdentityLink,
@@ -36,6 +37,7 @@ from coordinator.api.schemas import (
 )
 from coordinator.api.views import account_view, identity_view, key_view
 from coordinator.database import writing
+from coordinator.earnings import creator_earnings
 from coordinator.errors import InvalidRequest
 from coordinator.hosts import get_host, host_view, register_host
 from coordinator.identity import identities_of, link_identity
@@ -233,3 +235,16 @@ def post_host(
 def get_one_host(host_did: str, session: SessionDep, principal: CurrentPrincipal) -> dict[str, Any]:
     """A registered host: its owner, admins and auditors."""
     return host_view(get_host(session, principal, host_did))
+
+
+@router.get("/v1/earnings", response_model=EarningsOut)
+def get_earnings(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    account_id: Annotated[
+        str | None, Query(pattern=r"^acct_[0-9a-f]{26}$", description="Admins and auditors.")
+    ] = None,
+) -> dict[str, Any]:
+    """Your datasets' share of every job funded on them (creators; admins and auditors may
+    name any creator's account)."""
+    return creator_earnings(session, principal, account_id=account_id)

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from functools import partial
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Query
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Header, Path, Query, Request
+from fastapi.responses import JSONResponse, Response
 from sqlmodel import Session
 
-from coordinator.api.deps import CoordinatorDep, CurrentPrincipal, SessionDep
+from coordinator.api.deps import CoordinatorDep, CurrentPrincipal, ReadsDep, SessionDep
 from coordinator.api.idempotency import run_idempotent
+from coordinator.api.query import parse_query, query_parameters
 from coordinator.api.schemas import (
-    DECIMAL_PATTERN,
+    CatalogQuery,
     ListingDetail,
     ListingOut,
     ListingPage,
@@ -20,9 +22,9 @@ from coordinator.api.schemas import (
     Revocation,
 )
 from coordinator.catalog import (
-    MAX_PAGE,
     CatalogFilter,
     get_listing,
+    host_attestations,
     listing_view,
     publish_manifest,
     revoke_listing,
@@ -30,6 +32,8 @@ from coordinator.catalog import (
 )
 from coordinator.database import writing
 from coordinator.errors import InvalidRequest
+from coordinator.service import Coordinator
+from coordinator.tables import Listing
 from provenance.dsse import Envelope
 from provenance.errors import ProvenanceError
 
@@ -61,7 +65,7 @@ def post_manifest(
         row, created = publish_manifest(
             session, coordinator.log, principal, envelope, now=coordinator.now()
         )
-        view = listing_view(row, development_mode=coordinator.development_mode)
+        [view] = _views(session, coordinator, [row], proofs=False)
         return (201 if created else 200), view
 
     return run_idempotent(
@@ -75,57 +79,55 @@ def post_manifest(
     )
 
 
-@router.get("/v1/catalog", response_model=ListingPage)
-def get_catalog(
-    coordinator: CoordinatorDep,
-    session: SessionDep,
-    principal: CurrentPrincipal,
-    q: Text = None,
-    modality: Annotated[str | None, Query(pattern=r"^(tabular|image|text)$")] = None,
-    license: Text = None,
-    currency: Annotated[str | None, Query(pattern=r"^[A-Z]{3}$")] = None,
-    use: Annotated[str | None, Query(pattern=r"^(train|evaluate)$")] = None,
-    creator: Text = None,
-    max_price: Annotated[str | None, Query(pattern=DECIMAL_PATTERN, max_length=40)] = None,
-    min_rows: Annotated[int | None, Query(ge=0, le=2**62)] = None,
-    max_rows: Annotated[int | None, Query(ge=0, le=2**62)] = None,
-    min_bytes: Annotated[int | None, Query(ge=0, le=2**62)] = None,
-    max_bytes: Annotated[int | None, Query(ge=0, le=2**62)] = None,
-    min_lifetime_epsilon: Annotated[float | None, Query(ge=0, le=1e6)] = None,
-    min_epsilon_per_job: Annotated[float | None, Query(ge=0, le=1e6)] = None,
-    max_delta: Annotated[float | None, Query(ge=0, le=1)] = None,
-    include_revoked: bool = False,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
-) -> dict[str, Any]:
+@router.get(
+    "/v1/catalog",
+    response_model=ListingPage,
+    openapi_extra={"parameters": query_parameters(CatalogQuery)},
+)
+async def get_catalog(
+    request: Request, coordinator: CoordinatorDep, reads: ReadsDep, principal: CurrentPrincipal
+) -> Response:
     """Search the catalog (any role). Cheapest first."""
+    # The query is one model, validated at once: FastAPI's per-parameter handling cost
+    # more than the (cached) search itself with eighteen parameters.
+    asked = parse_query(CatalogQuery, request)
+    proofs = asked.proofs
     query = CatalogFilter(
-        text=q,
-        modality=modality,
-        license=license,
-        currency=currency,
-        use=use,
-        creator=creator,
-        max_price=None if max_price is None else Decimal(max_price),
-        min_rows=min_rows,
-        max_rows=max_rows,
-        min_bytes=min_bytes,
-        max_bytes=max_bytes,
-        min_lifetime_epsilon=min_lifetime_epsilon,
-        min_epsilon_per_job=min_epsilon_per_job,
-        max_delta=max_delta,
-        include_revoked=include_revoked,
-        limit=limit,
-        offset=offset,
+        text=asked.q,
+        modality=asked.modality,
+        license=asked.license,
+        currency=asked.currency,
+        use=asked.use,
+        creator=asked.creator,
+        max_price=None if asked.max_price is None else Decimal(asked.max_price),
+        min_rows=asked.min_rows,
+        max_rows=asked.max_rows,
+        min_bytes=asked.min_bytes,
+        max_bytes=asked.max_bytes,
+        min_lifetime_epsilon=asked.min_lifetime_epsilon,
+        min_epsilon_per_job=asked.min_epsilon_per_job,
+        max_delta=asked.max_delta,
+        include_revoked=asked.include_revoked,
+        limit=asked.limit,
+        offset=asked.offset,
     )
-    rows, total = search_catalog(session, query)
-    dev = coordinator.development_mode
-    return {
-        "items": [listing_view(row, development_mode=dev) for row in rows],
-        "total": total,
-        "limit": limit,
-        "offset": offset,
-    }
+    body = await reads.get(
+        ("catalog", query, proofs), partial(_search_page, coordinator, query, proofs)
+    )
+    return Response(body, media_type="application/json")
+
+
+def _search_page(coordinator: Coordinator, query: CatalogFilter, proofs: bool) -> bytes:
+    """One page of search results as served (checked against its response model)."""
+    with Session(coordinator.engine) as session:
+        rows, total = search_catalog(session, query)
+        page = {
+            "items": _views(session, coordinator, rows, proofs=proofs),
+            "total": total,
+            "limit": query.limit,
+            "offset": query.offset,
+        }
+    return ListingPage.model_validate(page).model_dump_json().encode("utf-8")
 
 
 @router.get("/v1/catalog/{dataset_id}", response_model=ListingDetail)
@@ -138,16 +140,37 @@ def get_catalog_entry(
 ) -> dict[str, Any]:
     """A listing with its signed manifest and a C2SP tlog-proof of its log entry."""
     row = get_listing(session, dataset_id, version)
-    proof = coordinator.log.tlog_proof(row.log_index)
+    [view] = _views(session, coordinator, [row], proofs=True)
+    proof = view.pop("proof")
     return {
-        "listing": listing_view(row, development_mode=coordinator.development_mode),
+        "listing": view,
         "manifest": Envelope.from_json(row.envelope).to_dict(),
-        "proof": {
-            "index": row.log_index,
-            "tree_size": coordinator.log.size,
-            "tlog_proof": proof.to_bytes().decode("utf-8"),
-        },
+        "proof": proof,
     }
+
+
+def _views(
+    session: Session, coordinator: Coordinator, rows: list[Listing], *, proofs: bool
+) -> list[dict[str, Any]]:
+    """Listing views with their hosts' attestation, and with tlog-proofs (all against one
+    signed checkpoint) when ``proofs``."""
+    hosts = host_attestations(session, rows)
+    views = [
+        listing_view(
+            row, development_mode=coordinator.development_mode, host=hosts.get(row.creator_did)
+        )
+        for row in rows
+    ]
+    if proofs and rows:
+        size = coordinator.log.size
+        for row, view in zip(rows, views, strict=True):
+            proof = coordinator.log.tlog_proof(row.log_index, size)
+            view["proof"] = {
+                "index": row.log_index,
+                "tree_size": size,
+                "tlog_proof": proof.to_bytes().decode("utf-8"),
+            }
+    return views
 
 
 @router.post("/v1/catalog/{dataset_id}/revoke", response_model=ListingOut)
@@ -168,6 +191,6 @@ def post_revoke(
             reason=body.reason,
             now=coordinator.now(),
         )
-        view = listing_view(row, development_mode=coordinator.development_mode)
+        [view] = _views(session, coordinator, [row], proofs=False)
     coordinator.logged()
     return view

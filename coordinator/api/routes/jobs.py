@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlmodel import Session
 
-from coordinator.api.deps import CoordinatorDep, CurrentPrincipal, SessionDep
+from coordinator.accounts import Principal
+from coordinator.api.deps import CoordinatorDep, CurrentPrincipal, ReadsDep, SessionDep
 from coordinator.api.idempotency import run_idempotent
 from coordinator.api.schemas import (
     JobCreate,
@@ -22,18 +25,22 @@ from coordinator.api.schemas import (
     decimal_of,
 )
 from coordinator.database import writing
+from coordinator.errors import NotFound
 from coordinator.jobs import (
     DatasetRequest,
+    JobAudience,
     JobPlan,
     create_job,
+    job_audience,
     job_datasets,
     job_events,
     job_view,
+    job_views,
     list_jobs,
     price_plan,
     transition_job,
-    visible_job,
 )
+from coordinator.service import Coordinator
 from coordinator.tables import JOB_STATES, Job
 from coordinator.tokens import issue_job_token
 
@@ -111,27 +118,58 @@ def post_job(
 
 
 @router.get("/v1/jobs", response_model=JobPage)
-def get_jobs(
-    session: SessionDep,
+async def get_jobs(
+    coordinator: CoordinatorDep,
+    reads: ReadsDep,
     principal: CurrentPrincipal,
     status: Annotated[str | None, Query(pattern="^(" + "|".join(JOB_STATES) + ")$")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
-) -> dict[str, Any]:
-    """Jobs you may see: a buyer its own, admins and auditors all. Newest first."""
-    jobs, total = list_jobs(session, principal, status=status, limit=limit, offset=offset)
-    return {
-        "items": [_full(session, job) for job in jobs],
-        "total": total,
-        "limit": limit,
-        "offset": offset,
-    }
+) -> Response:
+    """Jobs you may see, newest first: a buyer its own, a creator those funded on its
+    datasets, admins and auditors all."""
+    # Admins and auditors see the same page; anyone else sees a page of their own.
+    viewer = "all" if principal.role in ("admin", "auditor") else principal.account_id
+    key = ("jobs", viewer, principal.role, status, limit, offset)
+    body = await reads.get(key, partial(_read_jobs, coordinator, principal, status, limit, offset))
+    return Response(body, media_type="application/json")
+
+
+def _read_jobs(
+    coordinator: Coordinator, principal: Principal, status: str | None, limit: int, offset: int
+) -> bytes:
+    with Session(coordinator.engine) as session:
+        jobs, total = list_jobs(session, principal, status=status, limit=limit, offset=offset)
+        page = {"items": job_views(session, jobs), "total": total, "limit": limit}
+    return JobPage.model_validate({**page, "offset": offset}).model_dump_json().encode("utf-8")
+
+
+@dataclass(frozen=True)
+class _CachedJob:
+    """A job's answer as served, and who may be served it."""
+
+    body: bytes
+    audience: JobAudience
+
+
+def _read_job(coordinator: Coordinator, job_id: str) -> _CachedJob | None:
+    with Session(coordinator.engine) as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            return None
+        view = JobOut.model_validate(_full(session, job))
+        return _CachedJob(view.model_dump_json().encode("utf-8"), job_audience(session, job))
 
 
 @router.get("/v1/jobs/{job_id}", response_model=JobOut)
-def get_job(job_id: JobPath, session: SessionDep, principal: CurrentPrincipal) -> dict[str, Any]:
+async def get_job(
+    job_id: JobPath, coordinator: CoordinatorDep, reads: ReadsDep, principal: CurrentPrincipal
+) -> Response:
     """One job with its datasets, quote and every state transition."""
-    return _full(session, visible_job(session, principal, job_id))
+    cached = await reads.get(("job", job_id), partial(_read_job, coordinator, job_id))
+    if not isinstance(cached, _CachedJob) or not cached.audience.may_see(principal):
+        raise NotFound(f"no job {job_id!r}")
+    return Response(cached.body, media_type="application/json")
 
 
 def _transition(
