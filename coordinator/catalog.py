@@ -342,6 +342,33 @@ def host_attestations(session: Session, rows: list[Listing]) -> dict[str, HostWo
     return {host.host_did: host for host in hosts}
 
 
+def listing_views(
+    session: Session,
+    rows: list[Listing],
+    *,
+    log: TransparencyLog,
+    development_mode: bool,
+    proofs: bool,
+) -> list[dict[str, Any]]:
+    """``listing_view`` of each of ``rows`` with its host's attestation (one query for all),
+    and with a tlog-proof of its manifest record when ``proofs`` (all against one signed
+    checkpoint)."""
+    hosts = host_attestations(session, rows)
+    views = [
+        listing_view(row, development_mode=development_mode, host=hosts.get(row.creator_did))
+        for row in rows
+    ]
+    if proofs and rows:
+        size = log.size
+        for row, view in zip(rows, views, strict=True):
+            view["proof"] = {
+                "index": row.log_index,
+                "tree_size": size,
+                "tlog_proof": log.tlog_proof(row.log_index, size).to_bytes().decode("utf-8"),
+            }
+    return views
+
+
 def listing_view(
     row: Listing, *, development_mode: bool, host: HostWorker | None
 ) -> dict[str, Any]:

@@ -29,7 +29,7 @@ STATE_BUCKETS = {
     "failed": "lost",
     "cancelled": "lost",
 }
-_BUCKETS = ("committed", "completed", "lost")
+_BUCKETS = tuple(dict.fromkeys(STATE_BUCKETS.values()))
 #: Most job lines one answer carries (newest first); the totals always cover all of them.
 MAX_LINES = 1000
 
@@ -48,25 +48,19 @@ def creator_earnings(
     account = session.get(Account, subject)
     if account is None:
         raise NotFound(f"no account {subject!r}")
-    mine = (
-        select(JobDataset, Job, Listing)
-        .join(Job, col(Job.id) == col(JobDataset.job_id))
-        .join(Listing, col(Listing.manifest_digest) == col(JobDataset.manifest_digest))
-        .where(Listing.account_id == subject, col(Job.status).in_(tuple(STATE_BUCKETS)))
-    )
     totals: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(_BUCKETS, 0))
     lines = 0
-    summed = (
-        select(Job.currency, Job.status, func.sum(JobDataset.amount_minor), func.count())
-        .join(Job, col(Job.id) == col(JobDataset.job_id))
-        .join(Listing, col(Listing.manifest_digest) == col(JobDataset.manifest_digest))
-        .where(Listing.account_id == subject, col(Job.status).in_(tuple(STATE_BUCKETS)))
-        .group_by(col(Job.currency), col(Job.status))
-    )
+    summed = _funded_lines(
+        subject, Job.currency, Job.status, func.sum(JobDataset.amount_minor), func.count()
+    ).group_by(col(Job.currency), col(Job.status))
     for currency, status, amount, count in session.exec(summed):
         totals[currency][STATE_BUCKETS[status]] += int(amount or 0)
         lines += int(count)
-    newest = mine.order_by(col(Job.created_at).desc(), col(Job.id)).limit(MAX_LINES)
+    newest = (
+        _funded_lines(subject, JobDataset, Job, Listing)
+        .order_by(col(Job.created_at).desc(), col(Job.id))
+        .limit(MAX_LINES)
+    )
     datasets: dict[str, dict[str, Any]] = {}
     shown = 0
     for line, job, listing in session.exec(newest):
@@ -97,3 +91,15 @@ def creator_earnings(
         "truncated": lines > shown,
         "basis": "quote",
     }
+
+
+def _funded_lines(account_id: str, *columns: Any) -> Any:
+    """``columns`` of every job line on a dataset ``account_id`` listed, in a job that was
+    funded (any state past draft)."""
+    return (
+        select(*columns)
+        .select_from(JobDataset)
+        .join(Job, col(Job.id) == col(JobDataset.job_id))
+        .join(Listing, col(Listing.manifest_digest) == col(JobDataset.manifest_digest))
+        .where(Listing.account_id == account_id, col(Job.status).in_(tuple(STATE_BUCKETS)))
+    )

@@ -258,8 +258,8 @@ class IssuedToken(SQLModel, table=True):
 
 
 class IdempotencyRecord(SQLModel, table=True):
-    """The sealed response to a POST made with an ``Idempotency-Key`` (``key`` holds the
-    key's SHA-256, ``response_body`` the answer under AES-GCM; see api/idempotency.py)."""
+    """The sealed response to a POST made with an ``Idempotency-Key`` (``key`` holds an
+    HMAC of the key, ``response_body`` the answer under AES-GCM; see api/idempotency.py)."""
 
     __tablename__ = "idempotency_record"
 

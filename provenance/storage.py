@@ -24,27 +24,11 @@ def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path.resolve()}"
 
 
-#: Connections an engine keeps open. A server's thread pool runs many requests at once;
-#: with fewer pooled connections, each extra request opened a connection (and, on SQLite,
-#: ran its set-up and warmed a cold page cache) only to close it again: measured at 3x the
-#: CPU per request under 16 concurrent clients (BENCHMARKS.md, API load).
-POOL_SIZE = 20
-
-
 def make_engine(url: str, *, echo: bool = False) -> Engine:
     """Create an engine for ``url`` with the settings Tallystick's stores rely on."""
     if not url.startswith("sqlite"):
-        return create_engine(
-            url, echo=echo, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=POOL_SIZE
-        )
-    in_memory = url in ("sqlite://", "sqlite:///:memory:") or "mode=memory" in url
-    pooling = {} if in_memory else {"pool_size": POOL_SIZE, "max_overflow": POOL_SIZE}
-    engine = create_engine(
-        url,
-        echo=echo,
-        connect_args={"check_same_thread": False, "timeout": 30},
-        **pooling,
-    )
+        return create_engine(url, echo=echo, pool_pre_ping=True)
+    engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30})
 
     @event.listens_for(engine, "connect")
     def _configure(dbapi_connection: Any, _record: Any) -> None:

@@ -19,6 +19,7 @@ from sqlmodel import Session
 
 from coordinator.accounts import Principal, authenticate
 from coordinator.api.read_through import ReadThrough
+from coordinator.database import reading
 from coordinator.errors import NotAuthenticated
 from coordinator.service import Coordinator
 
@@ -46,7 +47,7 @@ ReadsDep = Annotated[ReadThrough, Depends(get_reads)]
 
 def read_session(coordinator: CoordinatorDep) -> Iterator[Session]:
     """A session for reads, closed after the response."""
-    with Session(coordinator.engine) as session:
+    with reading(coordinator.engine) as session:
         yield session
 
 
@@ -54,7 +55,7 @@ SessionDep = Annotated[Session, Depends(read_session)]
 
 
 def _authenticate(coordinator: Coordinator, token: str) -> Principal:
-    with Session(coordinator.engine) as session:
+    with reading(coordinator.engine) as session:
         return authenticate(session, token)
 
 

@@ -5,7 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from pydantic import BaseModel
+
 from coordinator.tables import Account, ApiKey, Identity
+
+
+def served(model: type[BaseModel], data: dict[str, Any]) -> bytes:
+    """``data`` as the JSON body a route with ``response_model=model`` answers, checked
+    against the model (for routes that keep answers as bytes in the read cache)."""
+    return model.model_validate(data).model_dump_json().encode("utf-8")
 
 
 def iso(moment: datetime | None) -> str | None:

@@ -534,20 +534,14 @@ def test_an_unreachable_coordinator_is_one_clear_line() -> None:
 
 
 @pytest.mark.slow
-def test_sigterm_stops_the_coordinator_and_its_superlink(coordinator: Coordinator) -> None:
+@pytest.mark.parametrize(
+    "signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=["SIGTERM", "SIGINT", "SIGHUP"]
+)
+def test_a_stop_signal_stops_the_coordinator_and_its_superlink(
+    coordinator: Coordinator, signum: signal.Signals
+) -> None:
     coordinator.start()
-    code = coordinator.stop(signal.SIGTERM)
-    assert coordinator.leftovers() == []
-    assert not _listening(coordinator.api_port)
-    assert not _listening(coordinator.superlink_port)
-    assert code == 0, coordinator.logs()
-    assert "coordinator stopped" in coordinator.logs()
-
-
-@pytest.mark.slow
-def test_sigint_stops_the_coordinator_and_its_superlink(coordinator: Coordinator) -> None:
-    coordinator.start()
-    code = coordinator.stop(signal.SIGINT)
+    code = coordinator.stop(signum)
     assert coordinator.leftovers() == []
     assert not _listening(coordinator.api_port)
     assert not _listening(coordinator.superlink_port)

@@ -21,16 +21,16 @@ from coordinator.api.schemas import (
     ManifestSubmission,
     Revocation,
 )
+from coordinator.api.views import served
 from coordinator.catalog import (
     CatalogFilter,
     get_listing,
-    host_attestations,
-    listing_view,
+    listing_views,
     publish_manifest,
     revoke_listing,
     search_catalog,
 )
-from coordinator.database import writing
+from coordinator.database import reading, writing
 from coordinator.errors import InvalidRequest
 from coordinator.service import Coordinator
 from coordinator.tables import Listing
@@ -118,8 +118,8 @@ async def get_catalog(
 
 
 def _search_page(coordinator: Coordinator, query: CatalogFilter, proofs: bool) -> bytes:
-    """One page of search results as served (checked against its response model)."""
-    with Session(coordinator.engine) as session:
+    """One page of search results as served."""
+    with reading(coordinator.engine) as session:
         rows, total = search_catalog(session, query)
         page = {
             "items": _views(session, coordinator, rows, proofs=proofs),
@@ -127,7 +127,7 @@ def _search_page(coordinator: Coordinator, query: CatalogFilter, proofs: bool) -
             "limit": query.limit,
             "offset": query.offset,
         }
-    return ListingPage.model_validate(page).model_dump_json().encode("utf-8")
+    return served(ListingPage, page)
 
 
 @router.get("/v1/catalog/{dataset_id}", response_model=ListingDetail)
@@ -152,25 +152,13 @@ def get_catalog_entry(
 def _views(
     session: Session, coordinator: Coordinator, rows: list[Listing], *, proofs: bool
 ) -> list[dict[str, Any]]:
-    """Listing views with their hosts' attestation, and with tlog-proofs (all against one
-    signed checkpoint) when ``proofs``."""
-    hosts = host_attestations(session, rows)
-    views = [
-        listing_view(
-            row, development_mode=coordinator.development_mode, host=hosts.get(row.creator_did)
-        )
-        for row in rows
-    ]
-    if proofs and rows:
-        size = coordinator.log.size
-        for row, view in zip(rows, views, strict=True):
-            proof = coordinator.log.tlog_proof(row.log_index, size)
-            view["proof"] = {
-                "index": row.log_index,
-                "tree_size": size,
-                "tlog_proof": proof.to_bytes().decode("utf-8"),
-            }
-    return views
+    return listing_views(
+        session,
+        rows,
+        log=coordinator.log,
+        development_mode=coordinator.development_mode,
+        proofs=proofs,
+    )
 
 
 @router.post("/v1/catalog/{dataset_id}/revoke", response_model=ListingOut)

@@ -24,7 +24,8 @@ from coordinator.api.schemas import (
     TokenRequest,
     decimal_of,
 )
-from coordinator.database import writing
+from coordinator.api.views import served
+from coordinator.database import reading, writing
 from coordinator.errors import NotFound
 from coordinator.jobs import (
     DatasetRequest,
@@ -130,7 +131,7 @@ async def get_jobs(
     datasets, admins and auditors all."""
     # Admins and auditors see the same page; anyone else sees a page of their own.
     viewer = "all" if principal.role in ("admin", "auditor") else principal.account_id
-    key = ("jobs", viewer, principal.role, status, limit, offset)
+    key = ("jobs", viewer, status, limit, offset)
     body = await reads.get(key, partial(_read_jobs, coordinator, principal, status, limit, offset))
     return Response(body, media_type="application/json")
 
@@ -138,10 +139,10 @@ async def get_jobs(
 def _read_jobs(
     coordinator: Coordinator, principal: Principal, status: str | None, limit: int, offset: int
 ) -> bytes:
-    with Session(coordinator.engine) as session:
+    with reading(coordinator.engine) as session:
         jobs, total = list_jobs(session, principal, status=status, limit=limit, offset=offset)
         page = {"items": job_views(session, jobs), "total": total, "limit": limit}
-    return JobPage.model_validate({**page, "offset": offset}).model_dump_json().encode("utf-8")
+    return served(JobPage, {**page, "offset": offset})
 
 
 @dataclass(frozen=True)
@@ -153,12 +154,11 @@ class _CachedJob:
 
 
 def _read_job(coordinator: Coordinator, job_id: str) -> _CachedJob | None:
-    with Session(coordinator.engine) as session:
+    with reading(coordinator.engine) as session:
         job = session.get(Job, job_id)
         if job is None:
             return None
-        view = JobOut.model_validate(_full(session, job))
-        return _CachedJob(view.model_dump_json().encode("utf-8"), job_audience(session, job))
+        return _CachedJob(served(JobOut, _full(session, job)), job_audience(session, job))
 
 
 @router.get("/v1/jobs/{job_id}", response_model=JobOut)
