@@ -397,6 +397,46 @@ def test_tampered_manifest_is_refused_and_not_logged(
     assert [item["dataset_id"] for item in listed["items"]] == [market.node.dataset_id]
 
 
+@pytest.mark.parametrize(
+    ("path", "value", "field", "words"),
+    [
+        (("price", "per_sample"), "2000000", "price.per_sample", "largest accepted"),
+        (("schema", "rows"), -1, "schema.rows", "whole number"),
+        (("content", "chunking", "total_bytes"), -1, "chunking.total_bytes", "whole number"),
+    ],
+    ids=["price", "rows", "bytes"],
+)
+def test_a_signed_manifest_beyond_the_limits_is_refused_and_not_logged(
+    local_market: Marketplace,
+    tmp_path: Path,
+    path: tuple[str, ...],
+    value: Any,
+    field: str,
+    words: str,
+) -> None:
+    """The creator's own signature does not make an absurd price or size acceptable."""
+    market = local_market
+    node = make_node(tmp_path / "more", "beta")
+    link_and_register(market.client, market.coordinator, market.creator, node)
+    parsed = Envelope.from_dict(node.envelope)
+    statement = json.loads(parsed.payload)
+    holder = statement["predicate"]
+    for name in path[:-1]:
+        holder = holder[name]
+    holder[path[-1]] = value
+    signed = sign_envelope(
+        canonical_json(statement), parsed.payload_type, [node.home.creator_key()]
+    ).to_dict()
+    before = log_size(market)
+    response = market.client.post(
+        "/v1/catalog", json={"envelope": signed}, headers=market.creator.headers
+    )
+    problem(response, 422, field, words)
+    assert log_size(market) == before
+    listed = market.client.get("/v1/catalog", headers=market.buyer.headers).json()
+    assert [item["dataset_id"] for item in listed["items"]] == [market.node.dataset_id]
+
+
 def test_manifest_by_an_unlinked_did_is_refused_and_not_logged(
     local_market: Marketplace, tmp_path: Path
 ) -> None:
@@ -417,6 +457,28 @@ def test_manifest_by_an_unlinked_did_is_refused_and_not_logged(
 
 
 # -- search ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "location", "words"),
+    [
+        ("modality=tabular&cheap=1", ["query", "cheap"], "Extra inputs"),
+        ("limit=5&limit=6", ["query", "limit"], "more than once"),
+        ("q=a%00b", ["query", "q"], "pattern"),
+        ("max_delta=NaN", ["query", "max_delta"], "finite"),
+        ("limit=201", ["query", "limit"], "less than or equal"),
+        ("&".join(f"x{n}=1" for n in range(65)), ["query"], "too many"),
+    ],
+    ids=["unknown", "repeated", "control-character", "nan", "over-limit", "too-many"],
+)
+def test_bad_search_queries_are_refused_naming_the_parameter(
+    local_market: Marketplace, query: str, location: list[str], words: str
+) -> None:
+    response = local_market.client.get(f"/v1/catalog?{query}", headers=local_market.buyer.headers)
+    assert response.status_code == 422, response.text
+    [first, *_] = response.json()["detail"]
+    assert first["loc"] == location
+    assert words in first["msg"]
 
 
 def test_catalog_search_filters(market: Marketplace, tmp_path: Path) -> None:
