@@ -369,6 +369,31 @@ class TallyClient:
         body: Any = _NO_BODY if reason is None else {"reason": reason}
         return self._json("POST", f"/v1/jobs/{_segment('job_id', job_id)}/cancel", body=body)
 
+    def start_job(
+        self,
+        job_id: str,
+        *,
+        node_wait_seconds: float | None = None,
+        round_timeout_seconds: float | None = None,
+    ) -> dict[str, Any]:
+        """``POST /v1/jobs/{job_id}/start`` (owner, admin): funded → running; the run is
+        submitted to the SuperLink. Returns the run (see ``job_rounds``)."""
+        body: dict[str, float] = {}
+        if node_wait_seconds is not None:
+            body["node_wait_seconds"] = node_wait_seconds
+        if round_timeout_seconds is not None:
+            body["round_timeout_seconds"] = round_timeout_seconds
+        return self._json("POST", f"/v1/jobs/{_segment('job_id', job_id)}/start", body=body)
+
+    def job_rounds(self, job_id: str) -> dict[str, Any]:
+        """``GET /v1/jobs/{job_id}/rounds``: the run's state and every recorded round."""
+        return self._json("GET", f"/v1/jobs/{_segment('job_id', job_id)}/rounds")
+
+    def job_model(self, job_id: str) -> dict[str, Any]:
+        """``GET /v1/jobs/{job_id}/model`` (owner, admin, auditor): the trained model
+        (``npz_base64``) and its model card."""
+        return self._json("GET", f"/v1/jobs/{_segment('job_id', job_id)}/model")
+
     def issue_token(
         self, job_id: str, dataset_id: str, *, idempotency_key: str | None = None
     ) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from coordinator.errors import ConfigError
 from coordinator.home import CoordinatorConfig, CoordinatorHome
 from coordinator.hosts import attestation_policy
 from coordinator.read_cache import ReadCache
+from coordinator.superlink import SuperLinkSettings
 from coordinator.witnessing import WitnessEndpoint, WitnessPump
 from provenance.attestation import AttestationPolicy
 from provenance.errors import LogError
@@ -53,6 +54,8 @@ class Coordinator:
     pump: WitnessPump | None
     #: The supervised SuperLink's state, when ``tally coordinator up`` runs one.
     superlink_state: Callable[[], str] | None = None
+    #: How that SuperLink runs (training runs are submitted to it); else the configured one.
+    superlink: SuperLinkSettings | None = None
     #: Recent reads (key checks, searches, jobs), dropped on this process's every write.
     reads: ReadCache[Any] = field(init=False)
 
@@ -107,7 +110,9 @@ class Coordinator:
             "audience": config.audience,
             "development_mode": config.dev_mode,
             "platform_fee_bps": config.platform_fee_bps,
-            "superlink_address": f"{config.superlink.host}:{config.superlink.port}",
+            "superlink_address": self.superlink.address
+            if self.superlink is not None
+            else f"{config.superlink.host}:{config.superlink.port}",
             "witnesses": [
                 {"name": witness.name, "vkey": witness.vkey, "url": witness.url}
                 for witness in config.witnesses

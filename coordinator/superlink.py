@@ -1,4 +1,5 @@
-"""Start, watch and stop the coordinator's Flower SuperLink (``flower-superlink``).
+"""Start, watch and stop the coordinator's Flower SuperLink (``flower-superlink``), or a
+data host's SuperNode.
 
 ``tally coordinator up`` runs one SuperLink beside the API: a child process in its own
 process group, serving the Fleet, Control and Runtime APIs on one HTTP port. The
@@ -10,12 +11,17 @@ The SuperLink starts a detached ``flower-superexec`` helper in a session of its 
 signalling the SuperLink's process group does not reach it; the supervisor records the
 SuperLink's descendants and ends whichever of them outlive it.
 
+The same supervisor runs a data host's ``flower-supernode`` (``tally host up``): given a
+``SupervisedCommand`` instead of ``SuperLinkSettings``, it runs that command line in that
+environment, waits for the port it names (the SuperNode's Runtime API) and keeps it running
+the same way, naming it by its label ("the SuperNode on 127.0.0.1:9101 exited ...").
+
 This module must never start a SuperLink that installs app dependencies at run time
 (``--disable-runtime-dependency-installation`` is always passed), never start one with
 SuperNode authentication but without TLS, never signal a process it did not start (or that
-its SuperLink did not start), and never leave a SuperLink or its helpers running after
-``stop()``. It never lets Flower phone home: the update check and telemetry are off in the
-child's environment unless the operator set those variables explicitly.
+its SuperLink did not start), and never leave a SuperLink (or SuperNode) or its helpers
+running after ``stop()``. It never lets Flower phone home: the update check and telemetry are
+off in the child's environment unless the operator set those variables explicitly.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -45,6 +52,7 @@ __all__ = [
     "SuperLinkState",
     "SuperLinkSupervisor",
     "SuperLinkTls",
+    "SupervisedCommand",
     "resolve_executable",
     "superlink_command",
 ]
@@ -64,6 +72,11 @@ _TAIL_LINE_CHARS = 1000
 _TAIL_FILE_BYTES = 64 * 1024
 _ERROR_TAIL_LINES = 20
 _READER_JOIN_SECONDS = 2.0
+#: How often a running child's descendants are recorded, so that helpers it starts after it
+#: became ready are ended too when it dies.
+_HELPER_SCAN_SECONDS = 2.0
+#: A flag that makes a Flower process install app dependencies at run time (network).
+_INSTALLS_DEPENDENCIES = "--allow-runtime-dependency-installation"
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 #: Environment defaults for the child: no update check, no telemetry, unbuffered output.
 _CHILD_ENV_DEFAULTS = {
@@ -128,14 +141,56 @@ class SuperLinkSettings:
         return f"{host}:{self.port}"
 
 
-def resolve_executable(name: str) -> Path:
-    """The SuperLink program: ``name`` itself if it is a path, else next to ``sys.executable``
-    (the same environment as this process), else on ``PATH``."""
+@dataclass(frozen=True)
+class SupervisedCommand:
+    """A Flower program other than the SuperLink to supervise, such as a SuperNode.
+
+    ``command`` is the full command line (its program an absolute path); ``env`` the
+    child's whole environment (this process's when ``None``); ``host`` and ``port`` where
+    the program accepts connections once ready; ``label`` what messages call it
+    ("SuperNode"); ``log_file`` as for ``SuperLinkSettings``. A command that would install
+    app dependencies at run time is refused.
+    """
+
+    label: str
+    command: tuple[str, ...]
+    host: str
+    port: int
+    env: Mapping[str, str] | None = None
+    log_file: Path | None = None
+
+    def __post_init__(self) -> None:
+        if not self.label.strip():
+            raise SuperLinkError("a supervised program needs a label, e.g. 'SuperNode'")
+        if not self.command or not Path(self.command[0]).is_absolute():
+            raise SuperLinkError(
+                f"the {self.label} command must start with an absolute program path"
+            )
+        if _INSTALLS_DEPENDENCIES in self.command:
+            raise SuperLinkError(
+                f"the {self.label} must not install app dependencies at run time "
+                f"({_INSTALLS_DEPENDENCIES})"
+            )
+        if not self.host or self.host != self.host.strip():
+            raise SuperLinkError(f"{self.label} host {self.host!r} is empty or has spaces")
+        if not 1 <= self.port <= 65535:
+            raise SuperLinkError(f"{self.label} port {self.port} is not between 1 and 65535")
+
+    @property
+    def address(self) -> str:
+        """``host:port`` where the program is ready (IPv6 in brackets)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+def resolve_executable(name: str, *, what: str = "superlink executable") -> Path:
+    """The program ``name``: itself if it is a path, else next to ``sys.executable`` (the
+    same environment as this process), else on ``PATH``. ``what`` names it in errors."""
     if os.sep in name or (os.altsep is not None and os.altsep in name):
         path = Path(name).expanduser()
         if path.is_file() and os.access(path, os.X_OK):
             return path.absolute()
-        raise SuperLinkError(f"superlink executable {path} does not exist or is not executable")
+        raise SuperLinkError(f"{what} {path} does not exist or is not executable")
     beside = Path(sys.executable).parent / name
     if beside.is_file() and os.access(beside, os.X_OK):
         return beside
@@ -143,7 +198,7 @@ def resolve_executable(name: str) -> Path:
     if found is not None:
         return Path(found)
     raise SuperLinkError(
-        f"superlink executable {name!r} is neither next to {sys.executable} nor on PATH; "
+        f"{what} {name!r} is neither next to {sys.executable} nor on PATH; "
         "install flwr==1.42.* into this environment"
     )
 
@@ -194,17 +249,24 @@ class SuperLinkSupervisor:
 
     Use as a context manager (``with SuperLinkSupervisor(settings) as link: ...``) or call
     ``start()`` and ``stop()``. ``max_restarts`` bounds restarts within ten minutes;
-    ``ready_timeout`` bounds how long one start may take to open its port.
+    ``ready_timeout`` bounds how long one start may take to open its port. Given a
+    ``SupervisedCommand`` instead of ``SuperLinkSettings``, it runs that program (a
+    SuperNode) the same way; "SuperLink" in the descriptions below then means that program.
     """
 
     def __init__(
-        self, settings: SuperLinkSettings, *, max_restarts: int = 5, ready_timeout: float = 60.0
+        self,
+        settings: SuperLinkSettings | SupervisedCommand,
+        *,
+        max_restarts: int = 5,
+        ready_timeout: float = 60.0,
     ) -> None:
         if max_restarts < 0:
             raise SuperLinkError(f"max_restarts must be 0 or more, not {max_restarts}")
         if ready_timeout <= 0:
             raise SuperLinkError(f"ready_timeout must be positive, not {ready_timeout}")
         self._settings = settings
+        self._label = settings.label if isinstance(settings, SupervisedCommand) else "SuperLink"
         self._max_restarts = max_restarts
         self._ready_timeout = ready_timeout
         self._lock = threading.Lock()
@@ -244,6 +306,11 @@ class SuperLinkSupervisor:
         """``host:port`` of the SuperLink's HTTP API (IPv6 hosts in brackets)."""
         return self._settings.address
 
+    @property
+    def label(self) -> str:
+        """What this supervisor runs, as messages name it: "SuperLink", "SuperNode"."""
+        return self._label
+
     def output_tail(self, lines: int = _ERROR_TAIL_LINES) -> str:
         """The last ``lines`` lines the current (or last) SuperLink process wrote."""
         child = self._child
@@ -261,11 +328,11 @@ class SuperLinkSupervisor:
         """
         with self._lock:
             if self._state in ("running", "restarting"):
-                raise SuperLinkError(f"the SuperLink on {self.address} is already started")
+                raise SuperLinkError(f"the {self._label} on {self.address} is already started")
             if self._monitor is not None and self._monitor.is_alive():
-                raise SuperLinkError("stop() the SuperLink before starting it again")
-            command = superlink_command(self._settings)
-            _check_port_free(self._settings.host, self._settings.port)
+                raise SuperLinkError(f"stop() the {self._label} before starting it again")
+            command = self._command()
+            _check_port_free(self._settings.host, self._settings.port, self._label)
             self._stopping.clear()
             self._restarts = 0
             self._restart_times.clear()
@@ -280,7 +347,9 @@ class SuperLinkSupervisor:
         with self._lock:
             self._state = "running"
             self._monitor = threading.Thread(
-                target=self._watch, name=f"superlink-monitor-{self._settings.port}", daemon=True
+                target=self._watch,
+                name=f"{self._label.lower()}-monitor-{self._settings.port}",
+                daemon=True,
             )
             self._monitor.start()
 
@@ -314,17 +383,26 @@ class SuperLinkSupervisor:
 
     # -- internals -------------------------------------------------------------------
 
+    def _command(self) -> list[str]:
+        """The command line of the next start."""
+        if isinstance(self._settings, SupervisedCommand):
+            return list(self._settings.command)
+        return superlink_command(self._settings)
+
     def _spawn(self, command: list[str]) -> _Child:
         """Start one SuperLink process (caller holds the lock)."""
         executable_dir = str(Path(command[0]).parent)
-        env = dict(os.environ)
+        given = self._settings.env if isinstance(self._settings, SupervisedCommand) else None
+        env = dict(os.environ if given is None else given)
         # The SuperLink starts ``flower-superexec`` by name: find it in the same environment.
-        env["PATH"] = os.pathsep.join([executable_dir, env.get("PATH", "")]).rstrip(os.pathsep)
+        path = env.get("PATH", "")
+        if path.split(os.pathsep)[0] != executable_dir:
+            env["PATH"] = os.pathsep.join([executable_dir, path]).rstrip(os.pathsep)
         for key, value in _CHILD_ENV_DEFAULTS.items():
             env.setdefault(key, value)
-        child = _Child.spawn(command, env=env, log_file=self._settings.log_file)
+        child = _Child.spawn(command, env=env, log_file=self._settings.log_file, label=self._label)
         self._child = child
-        _log.info("started the SuperLink on %s (pid %d)", self.address, child.process.pid)
+        _log.info("started the %s on %s (pid %d)", self._label, self.address, child.process.pid)
         return child
 
     def _wait_ready(self, child: _Child) -> None:
@@ -335,17 +413,19 @@ class SuperLinkSupervisor:
             code = child.process.poll()
             if code is not None:
                 raise SuperLinkError(
-                    f"the SuperLink on {self.address} exited with code {code} before it "
+                    f"the {self._label} on {self.address} exited with code {code} before it "
                     f"opened its port; its last output:\n{child.tail(_ERROR_TAIL_LINES)}"
                 )
             if self._stopping.is_set():
-                raise SuperLinkError(f"the SuperLink on {self.address} was stopped while starting")
+                raise SuperLinkError(
+                    f"the {self._label} on {self.address} was stopped while starting"
+                )
             if _port_accepts(host, self._settings.port) and child.process.poll() is None:
                 child.record_helpers()
                 return
             if time.monotonic() >= deadline:
                 raise SuperLinkError(
-                    f"the SuperLink on {self.address} did not open its port within "
+                    f"the {self._label} on {self.address} did not open its port within "
                     f"{self._ready_timeout:g} s; its last output:\n{child.tail(_ERROR_TAIL_LINES)}"
                 )
             time.sleep(_POLL_SECONDS)
@@ -356,13 +436,14 @@ class SuperLinkSupervisor:
             child = self._child
             if child is None:
                 return
-            code = child.process.wait()
+            code = child.wait_recording_helpers(_HELPER_SCAN_SECONDS, self._stopping)
             if self._stopping.is_set():
                 return
             child.end_helpers(timeout=_READER_JOIN_SECONDS)
             child.close()
             _log.warning(
-                "the SuperLink on %s exited unexpectedly with code %d; last output:\n%s",
+                "the %s on %s exited unexpectedly with code %d; last output:\n%s",
+                self._label,
                 self.address,
                 code,
                 child.tail(_ERROR_TAIL_LINES),
@@ -374,7 +455,8 @@ class SuperLinkSupervisor:
                 with self._lock:
                     self._state = "failed"
                 _log.error(
-                    "the SuperLink on %s exited %d times within %g s; giving up",
+                    "the %s on %s exited %d times within %g s; giving up",
+                    self._label,
                     self.address,
                     len(self._restart_times) + 1,
                     RESTART_WINDOW_SECONDS,
@@ -391,18 +473,18 @@ class SuperLinkSupervisor:
                 self._restart_times.append(time.monotonic())
                 self._restarts += 1
                 try:
-                    command = superlink_command(self._settings)
+                    command = self._command()
                     new_child = self._spawn(command)
                 except (SuperLinkError, OSError) as error:
                     self._state = "failed"
-                    _log.error("cannot restart the SuperLink on %s: %s", self.address, error)
+                    _log.error("cannot restart the %s on %s: %s", self._label, self.address, error)
                     return
             try:
                 self._wait_ready(new_child)
             except SuperLinkError as error:
                 if self._stopping.is_set():
                     return
-                _log.warning("restarting the SuperLink failed: %s", error)
+                _log.warning("restarting the %s failed: %s", self._label, error)
                 new_child.terminate(timeout=_READER_JOIN_SECONDS)
                 continue
             with self._lock:
@@ -411,7 +493,7 @@ class SuperLinkSupervisor:
 
 
 class _Child:
-    """One SuperLink process, its output, and the helpers it started."""
+    """One supervised process (a SuperLink or a SuperNode), its output, and its helpers."""
 
     def __init__(
         self,
@@ -419,22 +501,36 @@ class _Child:
         log_handle: IO[bytes] | None,
         log_offset: int,
         log_file: Path | None,
+        label: str = "SuperLink",
     ) -> None:
         self.process = process
+        self.label = label
         self._log_handle = log_handle
         self._log_offset = log_offset
         self._log_file = log_file
         self._lines: deque[str] = deque(maxlen=_TAIL_LINES)
         self._helpers: set[tuple[int, int]] = set()
+        # The monitor thread records helpers while another thread may be ending them.
+        self._helpers_lock = threading.Lock()
         self._reader: threading.Thread | None = None
         if process.stdout is not None:
             self._reader = threading.Thread(
-                target=self._read, args=(process.stdout,), name="superlink-output", daemon=True
+                target=self._read,
+                args=(process.stdout,),
+                name=f"{label.lower()}-output",
+                daemon=True,
             )
             self._reader.start()
 
     @classmethod
-    def spawn(cls, command: list[str], *, env: dict[str, str], log_file: Path | None) -> _Child:
+    def spawn(
+        cls,
+        command: list[str],
+        *,
+        env: dict[str, str],
+        log_file: Path | None,
+        label: str = "SuperLink",
+    ) -> _Child:
         log_handle: IO[bytes] | None = None
         offset = 0
         if log_file is not None:
@@ -455,10 +551,20 @@ class _Child:
             if log_handle is not None:
                 log_handle.close()
             raise SuperLinkError(f"cannot start {command[0]}: {error.strerror}") from error
-        return cls(process, log_handle, offset, log_file)
+        return cls(process, log_handle, offset, log_file, label)
 
     def alive(self) -> bool:
         return self.process.poll() is None
+
+    def wait_recording_helpers(self, interval: float, stopping: threading.Event) -> int:
+        """Wait for the process to exit, recording its helpers every ``interval`` seconds
+        (a helper started after readiness is then ended too); its exit code."""
+        while True:
+            try:
+                return self.process.wait(timeout=interval)
+            except subprocess.TimeoutExpired:
+                if not stopping.is_set():
+                    self.record_helpers()
 
     def _read(self, stream: IO[bytes]) -> None:
         with contextlib.suppress(OSError, ValueError):
@@ -483,7 +589,9 @@ class _Child:
 
     def record_helpers(self) -> None:
         """Remember the processes this SuperLink started (``flower-superexec``)."""
-        self._helpers |= set(_descendants(self.process.pid))
+        found = set(_descendants(self.process.pid))
+        with self._helpers_lock:
+            self._helpers |= found
 
     def terminate(self, *, timeout: float) -> None:
         """SIGTERM the process group, SIGKILL it after ``timeout``, then end the helpers."""
@@ -493,7 +601,9 @@ class _Child:
             try:
                 self.process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                _log.warning("the SuperLink (pid %d) ignored SIGTERM; killing it", self.process.pid)
+                _log.warning(
+                    "the %s (pid %d) ignored SIGTERM; killing it", self.label, self.process.pid
+                )
                 _signal_group(self.process.pid, signal.SIGKILL)
                 self.process.wait()
         self.end_helpers(timeout=timeout)
@@ -501,7 +611,10 @@ class _Child:
 
     def end_helpers(self, *, timeout: float) -> None:
         """Ask the recorded helpers that are still alive to stop; kill those that do not."""
-        remaining = {helper for helper in self._helpers if _is_alive(*helper)}
+        with self._helpers_lock:
+            recorded = set(self._helpers)
+            self._helpers.clear()
+        remaining = {helper for helper in recorded if _is_alive(*helper)}
         for pid, _ in remaining:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGTERM)
@@ -513,7 +626,6 @@ class _Child:
             if _is_alive(pid, start):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)
-        self._helpers.clear()
 
     def close(self) -> None:
         if self._reader is not None:
@@ -587,12 +699,12 @@ def _port_accepts(host: str, port: int) -> bool:
         return False
 
 
-def _check_port_free(host: str, port: int) -> None:
+def _check_port_free(host: str, port: int, label: str = "SuperLink") -> None:
     """Raise ``SuperLinkError`` unless ``port`` on ``host`` can be bound now."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as error:
-        raise SuperLinkError(f"superlink host {host!r} does not resolve: {error}") from error
+        raise SuperLinkError(f"{label.lower()} host {host!r} does not resolve: {error}") from error
     family, kind, proto, _, address = infos[0]
     with socket.socket(family, kind, proto) as probe:
         # As uvicorn does: connections lingering in TIME_WAIT do not make the port busy.
@@ -602,5 +714,5 @@ def _check_port_free(host: str, port: int) -> None:
         except OSError as error:
             raise SuperLinkError(
                 f"port {port} on {host} is in use; stop what listens there or choose "
-                "another SuperLink port"
+                f"another {label} port"
             ) from error

@@ -273,6 +273,56 @@ class IdempotencyRecord(SQLModel, table=True):
     created_at: datetime = Field(sa_column=_when())
 
 
+class JobRun(SQLModel, table=True):
+    """A job's training run on the SuperLink: its Flower run id and how it went."""
+
+    __tablename__ = "job_run"
+
+    job_id: str = Field(sa_column=Column(String(40), ForeignKey("job.id"), primary_key=True))
+    #: Flower's run id, an unsigned 64-bit number (kept as decimal text: it may not fit int64).
+    flower_run_id: str | None = Field(default=None, max_length=20)
+    fab_hash: str = Field(max_length=64)
+    started_at: datetime = Field(sa_column=_when())
+    finished_at: datetime | None = Field(default=None, sa_column=_when(True))
+    #: The round that is running now (0 before the first).
+    current_round: int = 0
+    outcome: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+class JobRound(SQLModel, table=True):
+    """One aggregated (or failed) round of a job, with its proof's place in the log.
+
+    ``summary`` is the JSON the CLI and the API show: metrics, accepted and rejected
+    hosts with reasons, ε per dataset, samples metered and their cost.
+    """
+
+    __tablename__ = "job_round"
+
+    job_id: str = Field(sa_column=Column(String(40), ForeignKey("job.id"), primary_key=True))
+    round_number: int = Field(primary_key=True)
+    status: str = Field(max_length=16)
+    model_digest: str | None = Field(default=None, max_length=64)
+    proof_log_index: int | None = Field(default=None, sa_column=Column(BigInteger))
+    proof_digest: str | None = Field(default=None, max_length=64)
+    samples: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    cost_minor: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    summary: str = Field(sa_column=Column(Text, nullable=False))
+    finished_at: datetime = Field(sa_column=_when())
+
+
+class JobModel(SQLModel, table=True):
+    """The global model a job's last aggregated round produced, and its model card."""
+
+    __tablename__ = "job_model"
+
+    job_id: str = Field(sa_column=Column(String(40), ForeignKey("job.id"), primary_key=True))
+    round_number: int
+    model_digest: str = Field(max_length=64)
+    arrays: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    card: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(sa_column=_when())
+
+
 #: Every table the coordinator's migrations manage, besides the log's own tables.
 COORDINATOR_TABLES = [
     model.__table__  # type: ignore[union-attr]
@@ -287,5 +337,8 @@ COORDINATOR_TABLES = [
         JobEvent,
         IssuedToken,
         IdempotencyRecord,
+        JobRun,
+        JobRound,
+        JobModel,
     )
 ]

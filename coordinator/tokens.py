@@ -41,11 +41,12 @@ def issue_job_token(
     policy: AttestationPolicy,
     ttl: timedelta,
     now: datetime,
+    operation: str = "train",
 ) -> tuple[str, CapabilityClaims]:
     """Issue the capability token for ``dataset_id`` in ``job_id``.
 
     The caller is the dataset's creator (its node fetches its own token) or an admin (the
-    operator's training launcher).
+    operator's training launcher). ``operation`` is ``train`` or ``evaluate``.
     """
     principal.require("creator", "admin")
     job = session.get(Job, job_id)
@@ -81,7 +82,7 @@ def issue_job_token(
         scope=CapabilityScope(
             job_id=job.id,
             dataset_digest=listing.manifest_digest,
-            operation="train",
+            operation=operation,
             rounds=job.rounds,
             epsilon=item.target_epsilon,
             delta=item.delta,

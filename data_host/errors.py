@@ -34,3 +34,12 @@ class WorkRefused(DataHostError):
 
 class AttestationSetupError(DataHostError):
     """Attestation evidence for the worker key cannot be produced or stored."""
+
+
+class CoordinatorTrustError(DataHostError):
+    """The coordinator this node trusts is not pinned, its record is malformed, or a
+    coordinator answers with an identity other than the pinned one."""
+
+
+class SuperNodeSetupError(DataHostError):
+    """The node's Flower SuperNode cannot be configured: an address, port or TLS file."""

@@ -75,10 +75,13 @@ class RegisteredDataset:
 
 
 def create_node_tables(engine: Engine) -> None:
-    """Create every table the node uses (registry, allow-list, privacy ledger); idempotent."""
+    """Create every table the node uses (registry, allow-list, replay record, privacy ledger);
+    idempotent."""
+    from data_host.replay import SEEN_TABLE
+
     SQLModel.metadata.create_all(
         engine,
-        tables=[DATASET_TABLE, ALLOWED_APP_TABLE],
+        tables=[DATASET_TABLE, ALLOWED_APP_TABLE, SEEN_TABLE],
     )
     PrivacyBudgetLedger(engine).create_tables()
 

@@ -254,6 +254,7 @@ def up(
             with _failing_cleanly():
                 supervisor.start()
             coordinator.superlink_state = lambda: supervisor.state if supervisor else "stopped"
+            coordinator.superlink = settings  # training runs go to this SuperLink
             console.print(f"SuperLink on {supervisor.address} (log: {settings.log_file})")
         coordinator.start()
         api_host = host or config.api_host

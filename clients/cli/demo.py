@@ -1,29 +1,37 @@
 """``tally demo``: a coordinator, a witness and three creators' data-host nodes, on this machine.
 
-Until federated training lands, the demo runs the marketplace up to the start of training,
-over real HTTP on loopback: a coordinator (development mode) with its transparency log and
-a witness that cosigns its checkpoints; three data-host nodes, each with keys, an attested
-worker key and a dataset ingested with a PII scan into a creator-signed manifest; the
-creators link their identities, register their hosts and publish; a buyer searches the
-catalog, gets a quote, creates and funds a job; each host receives a capability token bound
-to its worker key; and a manifest's tlog-proof is verified exactly as ``tally verify
-tlog-proof`` verifies it.
+The demo runs the marketplace over real HTTP on loopback, then trains. First a coordinator
+(development mode) with its transparency log and a witness that cosigns its checkpoints;
+three data-host nodes, each with keys, an attested worker key and a dataset ingested with a
+PII scan into a creator-signed manifest; the creators link their identities, register their
+hosts and publish; a buyer searches the catalog, gets a quote, creates and funds a job; each
+host receives a capability token bound to its worker key; and a manifest's tlog-proof is
+verified exactly as ``tally verify tlog-proof`` verifies it. Then each host runs ``tally
+host up`` (a Flower SuperNode), the buyer starts the job, three DP rounds run on the
+SuperLink with receipts and round proofs, every proof and receipt is fetched from the log
+and verified, and the model and its card are saved in the work dir. Every process it starts
+is stopped before it returns.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import tempfile
+import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from clients.cli.job_training import ENDED
 from clients.cli.output import JsonFlag, console, emit_json, emit_raw, fail
-from clients.local_server import LocalServer
+from clients.local_server import LocalServer, free_port
+from clients.local_stack import digits_rows, start_host_up, stop_host_up, write_digits_csv
 from clients.sdk import ApiError, TallyClient, spec_from_options
 from clients.witness_service import create_witness_app, follow_log, init_witness_home
 from coordinator.api.app import create_app
@@ -34,18 +42,24 @@ from coordinator.home import (
     write_config,
 )
 from coordinator.identity import sign_identity_link
+from coordinator.launch import superlink_settings
 from coordinator.service import bootstrap_admin, open_coordinator, prepare_database
+from coordinator.superlink import SuperLinkSupervisor
 from data_host.attestation import EvidenceKind, produce_evidence, store_evidence
 from data_host.home import NodeHome, init_home
 from data_host.ingest import IngestResult, ingest_dataset
 from data_host.terms import DatasetTerms
+from data_host.trust import pin_coordinator
 from privacy.pii import PiiPolicy
 from provenance.capability import verify_capability
+from provenance.dsse import Envelope
 from provenance.keys import PublicKey
 from provenance.merkle import leaf_hash
 from provenance.note import CosignatureVerifier, Ed25519NoteVerifier, parse_verifier_key
+from provenance.statement import verify_statement
 from provenance.tlog.proof import TlogProof
 from provenance.tlog.records import LogRecord, envelope_bytes
+from provenance.usage import ROUND_PROOF_PREDICATE, USAGE_RECEIPT_PREDICATE
 
 COORDINATOR_NAME = "demo"
 WITNESS_NAME = "demo.tallystick.local/witness"
@@ -53,27 +67,18 @@ HOSTS = 3
 
 
 def _make_dataset(directory: Path, number: int) -> Path:
-    """A small tabular dataset; the last host's holds a column of e-mail addresses."""
-    dataset = directory / f"host-{number}"
-    dataset.mkdir(parents=True)
-    for shard in range(3):
-        header = "age,pressure,cholesterol,label"
-        if number == HOSTS - 1:
-            header += ",contact"
-        lines = [header]
-        for row in range(2000):
-            value = row * 7919 + number * 104729 + shard * 31
-            line = f"{30 + value % 50},{100 + value % 60}.5,{150 + value % 120},{value % 2}"
-            if number == HOSTS - 1:
-                line += f",patient{row}@example.org"
-            lines.append(line)
-        (dataset / f"part-{shard}.csv").write_text("\n".join(lines) + "\n")
-    return dataset
+    """One third of scikit-learn's bundled handwritten digits (no download); the last
+    host's copy also holds a column of e-mail addresses, which the PII scan redacts."""
+    features, labels = digits_rows()
+    part = np.array_split(np.arange(len(labels)), HOSTS)[number]
+    return write_digits_csv(
+        directory / f"host-{number}", features[part], labels[part], contact=number == HOSTS - 1
+    )
 
 
 def _add_dataset(home: NodeHome, source: Path, number: int) -> IngestResult:
     terms = DatasetTerms(
-        title=f"Cardiology cohort {number}",
+        title=f"Handwritten digits, part {number}",
         license="CC-BY-4.0",
         price_per_sample=Decimal("0.002") + Decimal(number) / 1000,
         currency="USD",
@@ -120,7 +125,7 @@ def _run(root: Path, keys_dir: Path, *, quiet: bool) -> dict[str, Any]:
         console=console,
         disable=quiet,
     ) as progress:
-        step = progress.add_task("coordinator (development mode) and witness", total=9)
+        step = progress.add_task("coordinator (development mode) and witness", total=12)
         home = init_coordinator_home(root / "coordinator", COORDINATOR_NAME, dev_mode=True)
         prepare_database(home.database_url)
         log_vkey = home.log_signer().verifier.vkey
@@ -142,12 +147,19 @@ def _run(root: Path, keys_dir: Path, *, quiet: bool) -> dict[str, Any]:
         (keys_dir / "witness.vkey").write_text(witness_vkey + "\n")
         coordinator = open_coordinator(open_coordinator_home(home.root))
         admin_key = bootstrap_admin(coordinator)
+        settings = superlink_settings(coordinator.home, free_port())
+        for folder in ("superlink", "logs"):
+            (home.root / folder).mkdir(mode=0o700, exist_ok=True)
+        superlink = SuperLinkSupervisor(settings)
+        superlink.start()
+        coordinator.superlink = settings
         api = LocalServer(create_app(coordinator)).start()
         coordinator.start()
         try:
             return _marketplace(root, api.url, admin_key, coordinator, progress, step)
         finally:
             api.stop()
+            superlink.stop()
             coordinator.close()
             witness_server.stop()
 
@@ -190,12 +202,12 @@ def _marketplace(
     with TallyClient(url, buyer_account["api_key"]) as buyer:
         found = buyer.search_catalog(modality="tabular", use="train")
         spec = spec_from_options(
-            datasets=[f"{item['dataset_id']}:1.0" for item in found["items"]],
-            model="mlp",
+            datasets=[f"{item['dataset_id']}:2.0" for item in found["items"]],
+            model="logistic-regression",
             rounds=3,
-            local_epochs=1,
-            batch_size=64,
-            learning_rate="0.05",
+            local_epochs=2,
+            batch_size=32,
+            learning_rate="0.5",
             min_hosts=2,
         )
         quote = buyer.quote(spec)["quote"]
@@ -244,9 +256,11 @@ def _marketplace(
         witnesses=[witness_key],
         min_witnesses=1,
     )
+    training = _train(root, url, homes, creators, buyer_account, job["id"], progress, step)
     progress.update(step, advance=1, description="done")
 
     return {
+        "training": training,
         "workdir": str(root),
         "development_mode": info["development_mode"],
         "log_origin": info["log_origin"],
@@ -303,6 +317,20 @@ def _print_summary(summary: dict[str, Any], root: Path, keys_dir: Path) -> None:
     table.add_row("log", f"{summary['size']} records; {summary['log_verifier_key']}")
     table.add_row("witness", summary["witness_verifier_key"])
     table.add_row("worker keys", "attested with dev evidence: INSECURE, development mode only")
+    for item in summary["training"]["rounds"]:
+        metrics = item["metrics"]
+        table.add_row(
+            f"round {item['round']}",
+            f"loss {metrics.get('train_loss')}, held-out acc. {metrics.get('eval_accuracy')}, "
+            f"{len(item['accepted'])} hosts, {item['samples']} samples, "
+            f"proof at log {item['log_index']}",
+        )
+    final = summary["training"]["final"]
+    table.add_row(
+        "model",
+        f"held-out accuracy {final['accuracy']} (majority class {final['majority_baseline']}); "
+        f"{final['records_verified']} proofs and receipts verified; log size {final['tree_size']}",
+    )
     console.print(table)
     console.print("\nLatest checkpoint (log signature + witness cosignature):")
     emit_raw((root / "checkpoint.txt").read_text())
@@ -320,3 +348,92 @@ def _print_summary(summary: dict[str, Any], root: Path, keys_dir: Path) -> None:
         markup=False,
         soft_wrap=True,
     )
+
+
+def _train(
+    root: Path,
+    url: str,
+    homes: list[NodeHome],
+    creators: list[dict[str, Any]],
+    buyer_account: dict[str, Any],
+    job_id: str,
+    progress: Progress,
+    step: Any,
+) -> dict[str, Any]:
+    """Each host runs `tally host up`; the buyer starts the job and waits; every round
+    proof and receipt is fetched from the log and verified; the model is saved."""
+    progress.update(step, advance=1, description="three SuperNodes (tally host up)")
+    processes = []
+    try:
+        for number, (home, account) in enumerate(zip(homes, creators, strict=True)):
+            with TallyClient(url, account["api_key"]) as creator:
+                pin_coordinator(home, creator.info(), url)
+            process, _ready = start_host_up(
+                home.root, url, account["api_key"], name=f"host-{number}"
+            )
+            processes.append(process)
+        progress.update(step, advance=1, description="federated DP training, 3 rounds")
+        with TallyClient(url, buyer_account["api_key"]) as buyer:
+            buyer.start_job(job_id, node_wait_seconds=60, round_timeout_seconds=300)
+            deadline = time.monotonic() + 900
+            while (run := buyer.job_rounds(job_id))["status"] not in ENDED:
+                if time.monotonic() > deadline:
+                    fail(f"job {job_id} did not end within 900 s")
+                time.sleep(0.5)
+            if run["status"] != "completed":
+                fail(f"job {job_id} {run['status']}: {run.get('status_reason')}")
+            model = buyer.job_model(job_id)
+            info = buyer.info()
+            progress.update(step, advance=1, description="verifying every proof in the log")
+            coordinator_key = PublicKey.from_did(info["coordinator_did"])
+            workers = [home.worker_public_key for home in homes]
+            verified = 0
+            for summary in run["rounds"]:
+                entry = buyer.log_entry(summary["proof_log_index"])
+                verify_statement(
+                    Envelope.from_dict(entry["envelope"]),
+                    [coordinator_key],
+                    predicate_type=ROUND_PROOF_PREDICATE,
+                )
+                verified += 1
+                for index in summary["receipt_log_indexes"]:
+                    receipt = buyer.log_entry(index)
+                    verify_statement(
+                        Envelope.from_dict(receipt["envelope"]),
+                        workers,
+                        predicate_type=USAGE_RECEIPT_PREDICATE,
+                    )
+                    verified += 1
+            checkpoint = buyer.log_checkpoint().decode().splitlines()
+    finally:
+        for process in processes:
+            stop_host_up(process)
+    (root / "model.npz").write_bytes(base64.b64decode(model["npz_base64"]))
+    (root / "model.card.json").write_text(json.dumps(model["card"], indent=2) + "\n")
+    _features, labels = digits_rows()
+    return {
+        "rounds": [
+            {
+                "round": summary["round"],
+                "metrics": summary["metrics"],
+                "accepted": [item["host_did"] for item in summary["accepted"]],
+                "rejected": [
+                    {"host": item["host_did"], "reason": item["reason"]}
+                    for item in summary["rejected"]
+                ],
+                "epsilon": summary["epsilon"],
+                "samples": summary["samples"],
+                "cost_minor": summary["cost_minor"],
+                "log_index": summary["proof_log_index"],
+            }
+            for summary in run["rounds"]
+        ],
+        "final": {
+            "accuracy": model["card"]["evaluation"].get("accuracy"),
+            "majority_baseline": format(np.bincount(labels).max() / len(labels), ".4f"),
+            "model_digest": model["model_digest"],
+            "checkpoint": "\n".join(checkpoint[:3]),
+            "tree_size": int(checkpoint[1]),
+            "records_verified": verified,
+        },
+    }

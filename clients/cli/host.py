@@ -3,18 +3,24 @@
 Everything here acts on the node's home directory (``--home``, default
 ``$TALLY_HOST_HOME`` or ``~/.tallystick/host``). This is the node's own command line: there
 is no node server to talk to, so it calls ``data_host`` directly, and the node's rules live
-there, not here. Only ``register`` and ``dataset publish`` talk to a coordinator, over its
-HTTP API: they send the creator DID's signed link proof, the worker's attestation evidence
-and signed dataset manifests, never a private key and never the data.
+there, not here. Only ``register``, ``up`` and ``dataset publish`` talk to a coordinator,
+over its HTTP API: they send the creator DID's signed link proof, the worker's attestation
+evidence and signed dataset manifests, never a private key and never the data. ``register``
+pins the coordinator's DID in the home; ``up`` runs the node's Flower SuperNode towards that
+coordinator's SuperLink, in the foreground, until a stop signal.
 """
 
 from __future__ import annotations
 
 import json
+import signal
+import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from types import FrameType
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import (
@@ -32,10 +38,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from clients.cli.output import JsonFlag, console, emit_json, fail
 from clients.cli.remote import (
+    COORDINATOR_ENV,
     DEFAULT_COORDINATOR,
     ApiKeyOption,
     CoordinatorOption,
     coordinator_client,
+    error_line,
     plain,
 )
 from data_host.allowlist import AppAllowList, check_fab_hash, fab_hash_of_file
@@ -46,11 +54,34 @@ from data_host.ingest import IngestResult, ingest_dataset
 from data_host.integrity import verify_dataset
 from data_host.policy import WorkRequest, admit_work
 from data_host.registry import DatasetRegistry, RegisteredDataset
+from data_host.supernode import (
+    RUNTIME_HOST,
+    SUPERNODE_EXECUTABLE,
+    SuperNodeSettings,
+    SuperNodeTls,
+    check_superlink_address,
+    check_tls,
+    default_auth_key,
+    prepare_flwr_home,
+    reachable_superlink,
+    supernode_command,
+    supernode_environment,
+)
 from data_host.terms import DatasetTerms, parse_price
+from data_host.trust import (
+    TrustedCoordinator,
+    check_can_pin,
+    coordinator_from_info,
+    pin_coordinator,
+    trusted_coordinator,
+)
 from privacy.budget import Mechanism, PrivacyBudgetLedger
 from privacy.errors import PrivacyError
 from privacy.pii import PiiPolicy
 from provenance.errors import ProvenanceError
+
+if TYPE_CHECKING:
+    from coordinator.superlink import SuperLinkSupervisor
 
 app = typer.Typer(no_args_is_help=True, help="Run a creator's data-host node.")
 dataset_app = typer.Typer(no_args_is_help=True, help="Add, inspect, verify and revoke datasets.")
@@ -157,6 +188,13 @@ def register(
     coordinator: CoordinatorOption = DEFAULT_COORDINATOR,
     api_key: ApiKeyOption = None,
     home: HomeOption = None,
+    replace_coordinator: Annotated[
+        bool,
+        typer.Option(
+            "--replace-coordinator",
+            help="Trust this coordinator instead of the one the node registered with before.",
+        ),
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Link this node's creator identity to your creator account and register its worker.
@@ -164,6 +202,10 @@ def register(
     Signs a proof that the creator DID belongs to the API key's account (for this
     coordinator only), then sends the worker's stored attestation evidence; the coordinator
     verifies both. Run again after `tally host attest` to replace the evidence.
+
+    The node then trusts this coordinator's DID (kept in coordinator.json in the home):
+    registering with a coordinator of another DID is refused unless --replace-coordinator
+    is given.
 
     Example: tally host register --coordinator http://127.0.0.1:8400 --api-key "$KEY" --home ./alice
     """
@@ -174,14 +216,22 @@ def register(
         evidence = load_evidence(node)
         creator_key = node.creator_key()
     with coordinator_client(coordinator, api_key) as client:
-        account_id = str(client.whoami()["account"]["id"])
-        audience = str(client.info()["audience"])
+        info = client.info()
         with _failing_cleanly():
-            proof = sign_identity_link(creator_key, account_id=account_id, audience=audience)
+            # Refuse another coordinator before anything is sent to it.
+            candidate = coordinator_from_info(info, client.base_url)
+            check_can_pin(node, candidate, replace=replace_coordinator)
+        account_id = str(client.whoami()["account"]["id"])
+        with _failing_cleanly():
+            proof = sign_identity_link(
+                creator_key, account_id=account_id, audience=candidate.audience
+            )
         identity = client.link_identity(proof.to_dict())
         host = client.register_host(node.config.creator_did, json.loads(evidence.to_json()))
+    with _failing_cleanly():
+        pinned = pin_coordinator(node, info, client.base_url, replace=replace_coordinator)
     if as_json:
-        emit_json({"identity": identity, "host": host})
+        emit_json({"identity": identity, "host": host, "coordinator_did": pinned.did})
         return
     console.print(Text("registered host ") + plain(host["host_did"]))
     console.print(Text("  account     ") + plain(identity.get("account_id")))
@@ -195,6 +245,333 @@ def register(
         )
     else:
         console.print("  insecure    no")
+    console.print(Text("  coordinator ") + plain(pinned.did) + Text(" (trusted)"))
+
+
+#: How long ``up`` gives the SuperNode (and its ClientApps) to stop before killing them.
+SUPERNODE_STOP_SECONDS = 10.0
+
+
+def _raise_interrupt(_signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _warn(message: str) -> None:
+    from clients.cli.output import err_console
+
+    err_console.print(Text("warning: ", style="bold yellow") + plain(message))
+
+
+def _live_coordinator(
+    node: NodeHome,
+    trusted: TrustedCoordinator,
+    url: str,
+    api_key: str | None,
+    *,
+    explicit: bool,
+) -> TrustedCoordinator | None:
+    """Ask the coordinator at ``url`` who it is; refuse one that is not the pinned DID.
+
+    ``None`` when the pinned coordinator (``explicit`` false) does not answer: the node then
+    uses the SuperLink address pinned at registration. With ``api_key``, also checks that
+    the coordinator knows this node's host.
+    """
+    from clients.sdk import ApiError, TallyClient, TransportError
+
+    try:
+        client = TallyClient(url, api_key.strip() if api_key else None)
+    except ValueError as exc:
+        fail(f"--coordinator: {exc}")
+    with client:
+        try:
+            info = client.info()
+        except TransportError as exc:
+            if explicit:
+                fail(f"the coordinator at {client.base_url} cannot be checked: {exc}")
+            _warn(
+                f"the coordinator at {client.base_url} did not answer ({exc}); using the "
+                f"SuperLink address pinned at registration ({trusted.superlink_address})"
+            )
+            return None
+        except ApiError as exc:
+            fail(error_line(exc))
+        with _failing_cleanly():
+            live = coordinator_from_info(info, client.base_url)
+        if live.did != trusted.did:
+            fail(
+                f"the coordinator at {client.base_url} is {live.did}, but this node trusts "
+                f"{trusted.did} (pinned by `tally host register` at {trusted.url}); refusing "
+                "to serve it. To move this node, run `tally host register "
+                "--replace-coordinator` against the new coordinator"
+            )
+        if api_key:
+            try:
+                client.get_host(node.config.creator_did)
+            except ApiError as exc:
+                if exc.status == 404:
+                    fail(
+                        f"the coordinator at {client.base_url} does not know this node's host "
+                        f"{node.config.creator_did}; run: tally host register --coordinator "
+                        f"{client.base_url} --home {node.root}"
+                    )
+                fail(error_line(exc))
+    return live
+
+
+def _supernode_supervisor(
+    node: NodeHome,
+    superlink: str,
+    port: int | None,
+    root_certificates: Path | None,
+    auth_key: Path | None,
+) -> tuple[SuperLinkSupervisor, SuperNodeTls | None, list[str]]:
+    """A supervisor (not started) for this node's SuperNode, every input checked; the TLS
+    settings and the command line it runs."""
+    from clients.local_server import free_port
+    from coordinator.superlink import (
+        SuperLinkError,
+        SuperLinkSupervisor,
+        SupervisedCommand,
+        resolve_executable,
+    )
+
+    key = auth_key
+    if key is None and root_certificates is not None:
+        key = default_auth_key(node)
+    tls = None if root_certificates is None else SuperNodeTls(root_certificates, key)
+    with _failing_cleanly():
+        settings = SuperNodeSettings(
+            superlink=check_superlink_address(superlink),
+            port=port if port is not None else free_port(RUNTIME_HOST),
+            tls=tls,
+        )
+    try:
+        executable = resolve_executable(SUPERNODE_EXECUTABLE, what="supernode executable")
+        with _failing_cleanly():
+            command = supernode_command(node, settings, executable=executable)
+            prepare_flwr_home(node)
+            logs = node.root / "logs"
+            try:
+                logs.mkdir(mode=0o700, exist_ok=True)
+            except OSError as exc:
+                fail(f"cannot create {logs}: {exc.strerror or exc}")
+        program = SupervisedCommand(
+            label="SuperNode",
+            command=tuple(command),
+            host=RUNTIME_HOST,
+            port=settings.port,
+            env=supernode_environment(node, bin_dir=executable.parent),
+            log_file=logs / "supernode.log",
+        )
+        return SuperLinkSupervisor(program), tls, command
+    except SuperLinkError as exc:
+        fail(str(exc))
+
+
+def _announce(
+    node: NodeHome,
+    trusted: TrustedCoordinator,
+    supervisor: SuperLinkSupervisor,
+    superlink: str,
+    tls: SuperNodeTls | None,
+    command: list[str],
+    log_file: Path,
+    *,
+    as_json: bool,
+) -> None:
+    """Say what runs: one JSON line with ``--json``, else a few lines for a person."""
+    port = int(supervisor.address.rpartition(":")[2])
+    if as_json:
+        line = {
+            "status": "running",
+            "node": node.config.name,
+            "home": str(node.root),
+            "coordinator_did": trusted.did,
+            "superlink": superlink,
+            "port": port,
+            "pid": supervisor.pid,
+            "tls": tls is not None,
+            "auth_key": None
+            if tls is None or tls.auth_private_key is None
+            else str(tls.auth_private_key.expanduser().absolute()),
+            "log": str(log_file),
+            "command": command,
+        }
+        sys.stdout.write(json.dumps(line, sort_keys=True) + "\n")
+        sys.stdout.flush()
+        return
+    console.print(
+        Text(f"node {node.config.name}: SuperNode (pid {supervisor.pid}) on ")
+        + plain(supervisor.address)
+    )
+    console.print(Text("  superlink    ") + plain(superlink))
+    console.print(Text("  coordinator  ") + plain(trusted.did))
+    if tls is None:
+        console.print(Text("  tls          ") + Text("off (INSECURE: --insecure)", style="yellow"))
+    else:
+        auth = tls.auth_private_key
+        console.print(
+            Text("  tls          ")
+            + plain(f"CA {tls.root_certificates}; SuperNode key {auth if auth else 'none'}")
+        )
+    console.print(Text("  log          ") + plain(str(log_file)))
+    console.print(Text("  command      ") + plain(" ".join(command)))
+    console.print("SuperNode running (Ctrl-C stops)")
+
+
+@app.command("up")
+def up(
+    home: HomeOption = None,
+    coordinator: Annotated[
+        str | None,
+        typer.Option(
+            "--coordinator",
+            envvar=COORDINATOR_ENV,
+            metavar="URL",
+            help="The coordinator's address (default: the one this node registered with); "
+            "it must answer with the DID pinned at registration.",
+            show_default=False,
+            rich_help_panel="Coordinator",
+        ),
+    ] = None,
+    api_key: ApiKeyOption = None,
+    superlink: Annotated[
+        str | None,
+        typer.Option(
+            "--superlink",
+            metavar="HOST:PORT",
+            help="The SuperLink's address (default: the one the coordinator advertises).",
+            show_default=False,
+        ),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=65535,
+            help="The SuperNode's own Runtime API port on 127.0.0.1 (default: a free one); "
+            "each node on a machine needs its own.",
+            show_default=False,
+        ),
+    ] = None,
+    root_certificates: Annotated[
+        Path | None,
+        typer.Option(
+            "--root-certificates",
+            metavar="CA.pem",
+            help="Connect to the SuperLink over TLS, trusting this CA certificate "
+            "(default: no TLS, --insecure).",
+            show_default=False,
+        ),
+    ] = None,
+    auth_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--auth-key",
+            metavar="FILE",
+            help="The SuperNode authentication key, an OpenSSH ECDSA private key whose .pub "
+            "the coordinator registered (default with TLS: keys/supernode in the home, if "
+            "present).",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Run this node's Flower SuperNode in the foreground until Ctrl-C, SIGTERM or SIGHUP.
+
+    The node must be registered (`tally host register` pins the coordinator's DID); a
+    coordinator that answers with another DID is refused. The SuperNode connects to the
+    coordinator's SuperLink (retrying while it is unreachable), serves its own Runtime API
+    on a free loopback port, and runs the ClientApp for each message with this node's home.
+    It is restarted if it dies; on exit it is stopped with everything it started. Prints what
+    it runs (one JSON line with --json) once the SuperNode is up.
+
+    Example: tally host up --home ./alice --coordinator http://127.0.0.1:8400
+    """
+    from clients.local_server import STOP_SIGNALS
+
+    node = _home(home)
+    with _failing_cleanly():
+        trusted = trusted_coordinator(node)
+        # What can be checked here is checked before anything is asked over the network.
+        if superlink is not None:
+            check_superlink_address(superlink)
+        if root_certificates is not None:
+            check_tls(SuperNodeTls(root_certificates, auth_key))
+    if auth_key is not None and root_certificates is None:
+        fail(
+            "--auth-key needs TLS: SuperNode authentication works only over TLS; give "
+            "--root-certificates CA.pem too"
+        )
+    url = coordinator if coordinator is not None else trusted.url
+    live = _live_coordinator(node, trusted, url, api_key, explicit=coordinator is not None)
+    with _failing_cleanly():
+        if superlink is not None:
+            address = check_superlink_address(superlink)
+        else:
+            known = live if live is not None else trusted
+            address = reachable_superlink(known.superlink_address, known.url)
+    supervisor, tls, command = _supernode_supervisor(
+        node, address, port, root_certificates, auth_key
+    )
+    _run_in_foreground(
+        node, trusted, supervisor, address, tls, command, STOP_SIGNALS, as_json=as_json
+    )
+
+
+def _run_in_foreground(
+    node: NodeHome,
+    trusted: TrustedCoordinator,
+    supervisor: SuperLinkSupervisor,
+    superlink: str,
+    tls: SuperNodeTls | None,
+    command: list[str],
+    stop_signals: tuple[signal.Signals, ...],
+    *,
+    as_json: bool,
+) -> None:
+    """Start the SuperNode, wait for a stop signal (or for the supervisor to give up), and
+    stop it and its children whatever happens."""
+    from coordinator.superlink import SuperLinkError
+
+    stopping = threading.Event()
+
+    def _stop_requested(_signum: int, _frame: FrameType | None) -> None:
+        stopping.set()
+
+    # While starting, a stop signal interrupts the start (which then leaves nothing
+    # behind); once it runs, a signal only asks the loop below to stop, so that a second
+    # one cannot cut the SuperNode's shutdown short.
+    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in stop_signals}
+    log_file = node.root / "logs" / "supernode.log"
+    try:
+        try:
+            supervisor.start()
+        except SuperLinkError as exc:
+            fail(str(exc))
+        for sig in stop_signals:
+            signal.signal(sig, _stop_requested)
+        _announce(node, trusted, supervisor, superlink, tls, command, log_file, as_json=as_json)
+        while not stopping.wait(0.5):
+            if supervisor.state == "failed":
+                fail(
+                    f"the SuperNode on {supervisor.address} kept exiting and was given up; "
+                    f"see {log_file}"
+                )
+    except KeyboardInterrupt:
+        if not as_json:
+            console.print("interrupted while starting")
+    finally:
+        while True:
+            try:
+                supervisor.stop(timeout=SUPERNODE_STOP_SECONDS)
+                break
+            except KeyboardInterrupt:
+                continue
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if not as_json:
+        console.print("SuperNode stopped")
 
 
 class _RichIngestProgress:

@@ -412,3 +412,7 @@ def cancel(
         emit_json(job)
         return
     console.print(plain(f"{job.get('id')} is {job.get('status')}"))
+
+
+# start, watch and model live beside these commands.
+from clients.cli import job_training as _job_training  # noqa: E402,F401

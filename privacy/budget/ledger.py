@@ -478,6 +478,27 @@ class PrivacyBudgetLedger:
             for row in rows
         ]
 
+    def open_reservation(self, dataset_id: str, job_id: str) -> Mechanism | None:
+        """The mechanism ``job_id`` reserved on ``dataset_id`` (all its planned steps), if
+        that reservation is still open; ``None`` if it never reserved or was released."""
+        _check_id("dataset_id", dataset_id)
+        _check_id("job_id", job_id)
+        with self._snapshot(dataset_id) as (conn, _terms):
+            row = conn.execute(
+                select(_RESERVATION).where(
+                    _RESERVATION.c.dataset_id == dataset_id,
+                    _RESERVATION.c.job_id == job_id,
+                    _RESERVATION.c.status == RESERVATION_OPEN,
+                )
+            ).first()
+        if row is None:
+            return None
+        return _mechanism(row.noise_multiplier, row.sample_rate, row.planned_steps)
+
+    def job_rounds(self, dataset_id: str, job_id: str) -> list[LedgerEntry]:
+        """The rounds recorded for ``job_id`` on ``dataset_id``, in the order recorded."""
+        return [entry for entry in self.history(dataset_id) if entry.job_id == job_id]
+
     def job_epsilon(self, dataset_id: str, job_id: str) -> float:
         """The ε (at the dataset's δ) of ``job_id``'s recorded rounds on ``dataset_id`` alone.
 
