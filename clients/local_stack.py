@@ -216,24 +216,11 @@ class LocalStack:
         )
         return host.running
 
-    def stop_node(self, host: Host, *, kill: bool = False) -> None:
-        """Stop a node's ``tally host up`` (SIGTERM, so that it ends its SuperNode; with
-        ``kill``, SIGKILL to the whole process group: the node dies as a crash would)."""
-        process = host.process
-        if process is None or process.poll() is not None:
-            return
-        if kill:
-            os.killpg(process.pid, signal.SIGKILL)
-        else:
-            process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-        if kill:
-            _kill_children(host)
-        host.process = None
+    def stop_node(self, host: Host) -> None:
+        """Stop a node's ``tally host up`` (it ends its SuperNode and everything it started)."""
+        if host.process is not None:
+            stop_host_up(host.process)
+            host.process = None
 
     # -- jobs ------------------------------------------------------------------------------
 
@@ -332,11 +319,3 @@ def _ready_line(process: subprocess.Popen[str], name: str) -> dict[str, Any]:
             raise StackError(f"node {name}: tally host up exited {process.returncode}: {error}")
     process.kill()
     raise StackError(f"node {name}: tally host up did not start in {NODE_START_SECONDS:g} s")
-
-
-def _kill_children(host: Host) -> None:
-    """After a SIGKILL: end the SuperNode and ClientApp processes the node left running."""
-    pid = host.running.get("pid")
-    if isinstance(pid, int):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(os.getpgid(pid), signal.SIGKILL)

@@ -82,20 +82,9 @@ GRACEFUL_SHUTDOWN_SECONDS = 10
 
 def _superlink_settings(opened: CoordinatorHome, port: int | None = None) -> SuperLinkSettings:
     """How this home's SuperLink runs (``port`` overrides the configured one)."""
-    from coordinator.superlink import SuperLinkSettings, SuperLinkTls
+    from coordinator.launch import superlink_settings
 
-    link = opened.config.superlink
-    tls = link.tls
-    return SuperLinkSettings(
-        host=link.host,
-        port=port or link.port,
-        database=opened.root / "superlink" / "state.db",
-        tls=None
-        if tls is None
-        else SuperLinkTls(Path(tls.ca_certfile), Path(tls.certfile), Path(tls.keyfile)),
-        supernode_auth=link.supernode_auth,
-        log_file=opened.root / "logs" / "superlink.log",
-    )
+    return superlink_settings(opened, port)
 
 
 def _interrupt(_signum: int, _frame: FrameType | None) -> None:
