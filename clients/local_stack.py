@@ -85,20 +85,25 @@ def write_digits_csv(
 
 @dataclass
 class Host:
-    """One data-host node of the stack."""
+    """One data-host node of the stack and the datasets it published (first one first)."""
 
     name: str
     home: NodeHome
     account: dict[str, Any]
-    ingested: IngestResult
-    listing: dict[str, Any]
+    datasets: list[IngestResult] = field(default_factory=list)
+    listings: list[dict[str, Any]] = field(default_factory=list)
     process: subprocess.Popen[str] | None = None
     running: dict[str, Any] = field(default_factory=dict)
 
     @property
     def dataset_id(self) -> str:
-        """The node's dataset id (as listed)."""
-        return str(self.ingested.dataset.row.id)
+        """The id of the node's first dataset (as listed)."""
+        return str(self.datasets[0].dataset.row.id)
+
+    @property
+    def dataset_ids(self) -> list[str]:
+        """The ids of all the node's datasets, in the order they were added."""
+        return [str(result.dataset.row.id) for result in self.datasets]
 
     @property
     def api_key(self) -> str:
@@ -182,18 +187,6 @@ class LocalStack:
         """A node with ``dataset_dir`` ingested, registered and published by a new creator."""
         home = init_home(self.root / "hosts" / name, name)
         store_evidence(home, produce_evidence(home, EvidenceKind.DEV))
-        terms = DatasetTerms(
-            title=f"Handwritten digits held by {name}",
-            license="CC-BY-4.0",
-            price_per_sample=price_per_sample,
-            currency="USD",
-            lifetime_epsilon=lifetime_epsilon,
-            max_epsilon_per_job=max_epsilon_per_job,
-            delta=1e-5,
-            pii_policy=PiiPolicy.REDACT,
-            label="label",
-        )
-        ingested = ingest_dataset(home, dataset_dir, terms, chunk_size=64 * 1024)
         account = self.create_account(f"creator-{name}", "creator")
         with self.client(account["api_key"]) as creator:
             info = creator.info()
@@ -204,10 +197,45 @@ class LocalStack:
             evidence = json.loads((home.evidence_path).read_text())
             creator.register_host(home.config.creator_did, evidence)
             pin_coordinator(home, info, self.url)
-            listing = creator.publish_manifest(ingested.signed.envelope.to_dict())
-        host = Host(name, home, account, ingested, listing)
+        host = Host(name, home, account)
         self.hosts.append(host)
+        self.add_dataset(
+            host,
+            dataset_dir,
+            price_per_sample=price_per_sample,
+            lifetime_epsilon=lifetime_epsilon,
+            max_epsilon_per_job=max_epsilon_per_job,
+        )
         return host
+
+    def add_dataset(
+        self,
+        host: Host,
+        dataset_dir: Path,
+        *,
+        price_per_sample: Decimal = Decimal("0.001"),
+        lifetime_epsilon: float = 10.0,
+        max_epsilon_per_job: float = 5.0,
+    ) -> str:
+        """Ingest ``dataset_dir`` on ``host``'s node and publish it; returns its dataset id."""
+        number = f" ({len(host.datasets) + 1})" if host.datasets else ""
+        terms = DatasetTerms(
+            title=f"Handwritten digits held by {host.name}{number}",
+            license="CC-BY-4.0",
+            price_per_sample=price_per_sample,
+            currency="USD",
+            lifetime_epsilon=lifetime_epsilon,
+            max_epsilon_per_job=max_epsilon_per_job,
+            delta=1e-5,
+            pii_policy=PiiPolicy.REDACT,
+            label="label",
+        )
+        ingested = ingest_dataset(host.home, dataset_dir, terms, chunk_size=64 * 1024)
+        with self.client(host.api_key) as creator:
+            listing = creator.publish_manifest(ingested.signed.envelope.to_dict())
+        host.datasets.append(ingested)
+        host.listings.append(listing)
+        return str(ingested.dataset.row.id)
 
     def start_node(self, host: Host, *, extra: Sequence[str] = ()) -> dict[str, Any]:
         """Start ``tally host up`` for ``host`` and return its ready line."""

@@ -272,15 +272,21 @@ class JobTrainer:
         evaluation = self._evaluate(global_record, shape.num_classes)
         return self._finish(global_record, digest, initial_digest, summaries, evaluation)
 
-    def _tokens(self, operation: str) -> tuple[dict[str, tuple[str, str]], dict[str, str]]:
-        """A fresh capability token (and its ``jti``) for every connected dataset, and the
-        reason for each dataset that gets none (revoked since funding, evidence no longer
-        meets the policy...)."""
+    def _connected(self) -> list[Assignment]:
+        """The assignments whose host's node is online on the SuperLink now. A node that
+        stopped sending heartbeats is left out, so that no round waits on it."""
+        online = set(self.grid.get_node_ids())
+        return [item for item in self.assignments if item.node_id in online]
+
+    def _tokens(
+        self, operation: str, items: list[Assignment]
+    ) -> tuple[dict[str, tuple[str, str]], dict[str, str]]:
+        """A fresh capability token (and its ``jti``) for each of ``items``, and the reason
+        for each dataset that gets none (revoked since funding, evidence no longer meets
+        the policy...)."""
         tokens: dict[str, tuple[str, str]] = {}
         refused: dict[str, str] = {}
-        for item in self.assignments:
-            if item.node_id is None:
-                continue
+        for item in items:
             try:
                 with writing(self.coordinator.engine) as session:
                     token, claims = issue_job_token(
@@ -309,8 +315,9 @@ class JobTrainer:
         classes: int,
     ) -> tuple[list[Message], _Round]:
         state = _Round()
-        online = [item for item in self.assignments if item.node_id is not None]
-        node_ids = sorted({node for node in (item.node_id for item in online) if node is not None})
+        connected = self._connected()
+        connected_ids = {item.dataset_id for item in connected}
+        node_ids = sorted({item.node_id for item in connected if item.node_id is not None})
         configured = list(
             self.strategy.configure_train(
                 round_number,
@@ -322,7 +329,7 @@ class JobTrainer:
         strategy_config: dict[str, Any] = {}
         if configured:
             strategy_config = dict(configured[0].content.config_records.get("config", {}))
-        tokens, refused = self._tokens("train")
+        tokens, refused = self._tokens("train", connected)
         messages: list[Message] = []
         for item in self.assignments:
             nonce = secrets.token_urlsafe(32)
@@ -346,6 +353,9 @@ class JobTrainer:
             )
             if item.node_id is None:
                 state.missing.append((sent, "host not connected to the SuperLink"))
+                continue
+            if item.dataset_id not in connected_ids:
+                state.missing.append((sent, "host left the SuperLink (its heartbeats stopped)"))
                 continue
             if item.dataset_id in refused:
                 state.missing.append((sent, refused[item.dataset_id]))
@@ -532,10 +542,11 @@ class JobTrainer:
 
     def _evaluate(self, global_record: ArrayRecord, classes: int) -> dict[str, Any]:
         """Federated evaluation of the final model on every host's held-out rows."""
-        tokens, _refused = self._tokens("evaluate")
+        connected = self._connected()
+        tokens, _refused = self._tokens("evaluate", connected)
         messages = []
-        for item in self.assignments:
-            if item.node_id is None or item.dataset_id not in tokens:
+        for item in connected:
+            if item.dataset_id not in tokens or item.node_id is None:
                 continue
             token, _jti = tokens[item.dataset_id]
             config = ConfigRecord(
