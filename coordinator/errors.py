@@ -44,4 +44,5 @@ class ConfigError(CoordinatorError):
 
 
 class UpstreamError(CoordinatorError):
-    """A process or service the coordinator depends on failed (SuperLink, a witness)."""
+    """A process or service the coordinator depends on failed (HTTP 503): the SuperLink, a
+    witness."""

@@ -47,6 +47,7 @@ def superlink_settings(home: CoordinatorHome, port: int | None = None) -> SuperL
         else SuperLinkTls(Path(tls.ca_certfile), Path(tls.certfile), Path(tls.keyfile)),
         supernode_auth=link.supernode_auth,
         log_file=home.root / "logs" / "superlink.log",
+        flwr_home=home.root / "superlink" / "flwr",
     )
 
 

@@ -112,7 +112,9 @@ class SuperLinkSettings:
     runs it with ``--insecure``; ``supernode_auth`` requires ``tls``. ``log_file`` receives
     the child's stdout and stderr (appended); when ``None`` the supervisor keeps the last
     lines in memory. ``executable`` is looked up next to ``sys.executable`` first, then on
-    ``PATH``, unless it is a path.
+    ``PATH``, unless it is a path. ``flwr_home`` is the ``FLWR_HOME`` of the SuperLink and
+    of every ServerApp it starts (where Flower installs the app bundles it runs); when
+    ``None`` Flower uses ``~/.flwr``.
     """
 
     host: str = "127.0.0.1"
@@ -122,6 +124,7 @@ class SuperLinkSettings:
     supernode_auth: bool = False
     log_file: Path | None = None
     executable: str = "flower-superlink"
+    flwr_home: Path | None = None
 
     def __post_init__(self) -> None:
         if not self.host or self.host != self.host.strip():
@@ -400,6 +403,10 @@ class SuperLinkSupervisor:
             env["PATH"] = os.pathsep.join([executable_dir, path]).rstrip(os.pathsep)
         for key, value in _CHILD_ENV_DEFAULTS.items():
             env.setdefault(key, value)
+        flwr_home = getattr(self._settings, "flwr_home", None)
+        if flwr_home is not None:
+            flwr_home.mkdir(mode=0o700, parents=True, exist_ok=True)
+            env["FLWR_HOME"] = str(flwr_home)
         child = _Child.spawn(command, env=env, log_file=self._settings.log_file, label=self._label)
         self._child = child
         _log.info("started the %s on %s (pid %d)", self._label, self.address, child.process.pid)

@@ -182,6 +182,8 @@ class JobTrainer:
             self.job = job
             self.assignments = load_assignments(session, job)
         self.strategy = _strategy(self.job)
+        #: The datasets whose replies the latest round aggregated.
+        self.contributors: set[str] = set()
         self.seed = int.from_bytes(self.job.id.encode()[-8:].ljust(8, b"\0"), "big") % (2**31)
 
     def before_send(self, message: Message, item: Assignment, round_number: int) -> Message:
@@ -435,6 +437,7 @@ class JobTrainer:
                 f"round {round_number}: {len(accepted)} accepted replies, fewer than the job's "
                 f"min_hosts {self.job.min_hosts} ({reasons.strip('; ')})"
             )
+        self.contributors = {item.dataset_id for item, _, _ in accepted}
         aggregated, metrics = self.strategy.aggregate_train(
             round_number, [reply for _, reply, _ in accepted]
         )
@@ -541,8 +544,9 @@ class JobTrainer:
                 session.add(run)
 
     def _evaluate(self, global_record: ArrayRecord, classes: int) -> dict[str, Any]:
-        """Federated evaluation of the final model on every host's held-out rows."""
-        connected = self._connected()
+        """Federated evaluation of the final model on the held-out rows of every dataset
+        the last round aggregated (a host dropped then is not asked to vouch for the model)."""
+        connected = [item for item in self._connected() if item.dataset_id in self.contributors]
         tokens, _refused = self._tokens("evaluate", connected)
         messages = []
         for item in connected:

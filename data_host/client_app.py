@@ -188,6 +188,7 @@ def train(message: Message, context: Context) -> Message:
             learning_rate=_number(config, "learning-rate"),
             max_grad_norm=_number(config, "max-grad-norm"),
             seed=_whole(config, "seed"),
+            proximal_mu=_number(config, "proximal-mu") if "proximal-mu" in config else 0.0,
             fab_hash=running_fab_hash(),
             global_arrays=_arrays(arrays),
         )

@@ -74,6 +74,8 @@ class TrainOrder:
     seed: int
     fab_hash: str
     global_arrays: Mapping[str, NDArray[np.float32]]
+    #: FedProx's proximal coefficient μ (the strategy's ``proximal-mu``); 0 for none.
+    proximal_mu: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -281,6 +283,7 @@ def run_training_round(node: NodeHome, order: TrainOrder) -> TrainOutcome:
                 local_epochs=order.local_epochs,
                 learning_rate=order.learning_rate,
                 delta=delta,
+                proximal_mu=order.proximal_mu,
             ),
             prior=prior,
             seed=order.seed,

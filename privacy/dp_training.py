@@ -34,6 +34,8 @@ from privacy.errors import PrivacyError
 GradSampleMode = Literal["ghost", "hooks"]
 #: Relative tolerance between Opacus's cumulative ε and ``epsilon_of``'s.
 EPSILON_AGREEMENT = 1e-9
+#: The largest FedProx proximal coefficient μ a round accepts.
+MAX_PROXIMAL_MU = 100.0
 
 # Opacus warns on every engine that secure RNG is off (we ask for reproducible pseudo-RNG,
 # see ``train_dp``) and torch on every backward through the hooks when inputs need no grad.
@@ -88,8 +90,10 @@ class DPSettings:
     ``noise_multiplier`` is sigma (noise std over ``max_grad_norm``), ``max_grad_norm`` the
     per-example clipping bound C, ``batch_size`` the expected Poisson batch size asked for,
     ``local_epochs`` the passes over the data, ``learning_rate`` SGD's step size and
-    ``delta`` the δ at which ε is reported. Construction refuses anything else with a
-    ``TrainingError`` naming the field.
+    ``delta`` the δ at which ε is reported. ``proximal_mu`` (FedProx's μ, 0 for none) adds
+    ``μ/2·‖w - w_global‖²`` to the objective, ``w_global`` being the weights the round
+    starts from. Construction refuses anything else with a ``TrainingError`` naming the
+    field.
     """
 
     noise_multiplier: float
@@ -98,6 +102,7 @@ class DPSettings:
     local_epochs: int
     learning_rate: float
     delta: float
+    proximal_mu: float = 0.0
 
     def __post_init__(self) -> None:
         _check_positive_real("noise_multiplier", self.noise_multiplier)
@@ -109,6 +114,41 @@ class DPSettings:
             raise TrainingError(
                 f"delta must be a number with 0 < delta < 1, got {self.delta!r}", field="delta"
             )
+        if not _is_real(self.proximal_mu) or not 0.0 <= self.proximal_mu <= MAX_PROXIMAL_MU:
+            raise TrainingError(
+                f"proximal_mu must be a number from 0 to {MAX_PROXIMAL_MU:g}, "
+                f"got {self.proximal_mu!r}",
+                field="proximal_mu",
+            )
+        if self.learning_rate * self.proximal_mu >= 2.0:
+            raise TrainingError(
+                f"proximal_mu {self.proximal_mu!r} with learning_rate {self.learning_rate!r}: "
+                "their product must stay below 2, or the proximal step overshoots and diverges",
+                field="proximal_mu",
+            )
+
+
+class _ProximalSGD(torch.optim.SGD):
+    """SGD on the loss plus FedProx's ``μ/2·‖w - w_global‖²``.
+
+    Opacus privatises the loss's gradient (clipping, noise); this optimizer then adds the
+    proximal term's gradient ``μ·(w - w_global)`` before the update. That term depends only
+    on the current and the global weights, never on a row of data, so it is
+    post-processing of the private gradient and leaves the privacy accounting unchanged.
+    """
+
+    def __init__(self, params: Sequence[nn.Parameter], lr: float, mu: float) -> None:
+        super().__init__(params, lr=lr)
+        self._mu = mu
+        self._anchors = {id(p): p.detach().clone() for p in params}
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:
+        for group in self.param_groups:
+            for parameter in group["params"]:
+                if parameter.grad is not None:
+                    parameter.grad.add_(parameter - self._anchors[id(parameter)], alpha=self._mu)
+        return super().step(closure)
 
 
 @dataclass(frozen=True)
@@ -456,7 +496,13 @@ def _run_round(
     engine.accountant.history = [
         (float(m.noise_multiplier), float(m.sample_rate), int(m.steps)) for m in earlier
     ]
-    optimizer = torch.optim.SGD(model.parameters(), lr=settings.learning_rate)
+    optimizer: torch.optim.Optimizer
+    if settings.proximal_mu > 0:
+        optimizer = _ProximalSGD(
+            list(model.parameters()), lr=settings.learning_rate, mu=settings.proximal_mu
+        )
+    else:
+        optimizer = torch.optim.SGD(model.parameters(), lr=settings.learning_rate)
     criterion: Any = nn.CrossEntropyLoss()
     model.train()
     made = engine.make_private(

@@ -35,6 +35,7 @@ from coordinator.errors import (
     NotAuthenticated,
     NotFound,
     PaymentRequired,
+    UpstreamError,
 )
 from coordinator.service import Coordinator
 from provenance.errors import LogError, ProvenanceError
@@ -55,9 +56,10 @@ _STATUS: list[tuple[type[CoordinatorError], int]] = [
     (NotFound, 404),
     (Conflict, 409),
     (PaymentRequired, 402),
+    (UpstreamError, 503),
 ]
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    **{status: {"model": Problem} for status in (401, 402, 403, 404, 409, 413)},
+    **{status: {"model": Problem} for status in (401, 402, 403, 404, 409, 413, 503)},
     422: {"model": InvalidProblem},
 }
 

@@ -206,12 +206,18 @@ def test_starts_serves_and_stops_leaving_nothing_running(
     # SuperLink must still find the ``flower-superexec`` it starts by name.
     monkeypatch.setenv("PATH", os.defpath)
     log_file = tmp_path / "logs" / "superlink.log"
-    with SuperLinkSupervisor(_settings(tmp_path, port, log_file=log_file)) as link:
+    flwr_home = tmp_path / "flwr"
+    settings = _settings(tmp_path, port, log_file=log_file, flwr_home=flwr_home)
+    with SuperLinkSupervisor(settings) as link:
         assert link.running
         assert link.address == f"{HOST}:{port}"
         assert _answers(port)
         processes = _flower_processes(port)
         assert link.pid in processes
+        # App bundles the SuperLink's ServerApps install go under its own FLWR_HOME, not ~/.flwr.
+        environ = Path(f"/proc/{link.pid}/environ").read_bytes().split(b"\0")
+        assert f"FLWR_HOME={flwr_home}".encode() in environ
+        assert flwr_home.stat().st_mode & 0o777 == 0o700
         # The SuperLink's detached SuperExec helper, which its process group does not hold.
         assert any("flower-superexec" in " ".join(argv) for argv in processes.values())
         link.stop()

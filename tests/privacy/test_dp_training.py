@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from privacy.budget import Mechanism, epsilon_of
 from privacy.dp_training import (
+    DPRoundResult,
     DPSettings,
     NonFiniteLoss,
     TrainingError,
@@ -400,6 +401,28 @@ def test_same_seed_same_round_other_seed_other_noise() -> None:
     assert first.samples_used != other.samples_used or first.mean_loss != other.mean_loss
 
 
+def test_fedprox_keeps_the_local_model_near_the_global_one_at_no_privacy_cost() -> None:
+    x, y = separable(400)
+
+    def drift(mu: float) -> tuple[float, DPRoundResult]:
+        model = build_model("mlp", SHAPES["mlp"], seed=0)
+        start = [p.detach().clone() for p in model.parameters()]
+        result = train_dp(model, x, y, settings(proximal_mu=mu, local_epochs=3), prior=[], seed=4)
+        moved = sum(
+            float((p.detach() - s).norm() ** 2)
+            for p, s in zip(model.parameters(), start, strict=True)
+        )
+        return math.sqrt(moved), result
+
+    free, plain = drift(0.0)
+    held, proximal = drift(1.0)
+    assert held < 0.8 * free, (held, free)
+    # Same data drawn, same noise, same mechanism: the proximal term costs no ε.
+    assert proximal.mechanism == plain.mechanism
+    assert proximal.epsilon_total == plain.epsilon_total
+    assert proximal.samples_used == plain.samples_used
+
+
 # -- refusals ---------------------------------------------------------------------------
 
 
@@ -442,6 +465,11 @@ def test_labels_and_settings_are_checked_with_the_field_named() -> None:
         settings(delta=1.0)
     with pytest.raises(TrainingError, match="batch_size"):
         settings(batch_size=0)
+    with pytest.raises(TrainingError, match="proximal_mu") as mu:
+        settings(proximal_mu=-0.1)
+    assert mu.value.field == "proximal_mu"
+    with pytest.raises(TrainingError, match="overshoots"):
+        settings(proximal_mu=4.0, learning_rate=0.5)
 
 
 def test_a_round_that_strays_from_its_plan_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:

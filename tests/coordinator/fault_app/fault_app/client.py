@@ -6,7 +6,7 @@ reply (a refusal passes through unchanged):
 - ``other-key-receipt``: the receipt re-signed by a key that is not the worker key;
 - ``nan-update``: a NaN in the update; receipt re-signed by the worker key over it;
 - ``wrong-shape-update``: an update array with one extra row; receipt re-signed likewise;
-- ``die-in-round-2``: in round 2, after training, the node's whole process tree
+- ``die-in-round-1``: in round 1, after training, the node's whole process tree
   (``tally host up``, SuperNode, SuperExec, this ClientApp) is killed with SIGKILL.
 """
 
@@ -101,8 +101,8 @@ def train(message: Message, context: Context) -> Message:
     elif fault == "wrong-shape-update":
         arrays[first] = np.concatenate([arrays[first], arrays[first][:1]])
         _resign(reply, home.worker_key(), arrays, home.worker_public_key)
-    elif fault == "die-in-round-2":
-        if config["server-round"] == 2:
+    elif fault == "die-in-round-1":
+        if config["server-round"] == 1:
             _die()
     else:
         raise ValueError(f"unknown client fault {fault!r}")
