@@ -1,17 +1,21 @@
 """Coordinator-side verification of 1,000 usage receipts in one round.
 
-One round of a job with ``--receipts`` datasets, each on a host with its own worker key:
-every reply carries a signed usage receipt and an update of the registry's logistic
-regression on 64 features and 10 classes (650 float32 values). In the same process:
+One round of a job with ``--receipts`` datasets, each on a host with its own worker key
+and of its own size (so each runs its own DP mechanism): every reply carries a signed
+usage receipt and an update of the registry's logistic regression on 64 features and 10
+classes (650 float32 values). In the same process:
 
 - baseline: the cryptographic floor, one Ed25519 signature verification per receipt over
   the same DSSE pre-authentication encoding (``cryptography``, no parsing, no checks);
 - ours: ``coordinator.receipt_check.check_reply`` for every reply, as the ServerApp runs it:
   envelope parse within limits, signature by the attested worker key, strict receipt
   parse, bindings to what was sent, the update's names, shapes, finiteness and digest,
-  and the DP claims recomputed from the mechanism (RDP accountant).
+  and the DP claims recomputed from the mechanism (RDP accountant). "first round" clears
+  the cache of per-mechanism ε first (every mechanism is new, as in a job's first round);
+  "later round" keeps it (a job's later rounds repeat each dataset's mechanism).
 
-Wall-clock seconds, best of ``--runs``. The target is at most 0.5 s for 1,000 receipts.
+Wall-clock seconds, best of ``--runs``. The target is at most 0.5 s for 1,000 receipts,
+held to by the first round.
 Every reply must verify (the script exits 1 otherwise). This script writes nothing.
 
     python -m benchmarks.bench_receipt_check [--receipts 1000] [--runs 5] [--json]
@@ -29,7 +33,7 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from benchmarks.timing import best_of, cpu_model
-from coordinator.receipt_check import SentWork, check_reply
+from coordinator.receipt_check import SentWork, _round_epsilon, check_reply
 from privacy.budget import Mechanism, epsilon_of, format_epsilon
 from provenance.dsse import Envelope, pae
 from provenance.keys import SigningKey
@@ -38,7 +42,7 @@ from provenance.statement import sign_statement
 from provenance.usage import UsageReceipt, decimal_text
 
 TARGET_SECONDS = 0.5
-SIGMA, RATE, STEPS, ROWS = 1.1, 1 / 16, 32, 512
+SIGMA, STEPS, BATCH = 1.1, 32, 32
 
 
 @dataclass
@@ -57,9 +61,11 @@ def _replies(count: int) -> list[Reply]:
         "linear.bias": np.zeros(10, dtype=np.float32),
     }
     layout, base_digest = array_layout(base), arrays_digest(base)
-    epsilon = format_epsilon(epsilon_of([Mechanism(SIGMA, RATE, STEPS)], 1e-5))
     replies = []
     for number in range(count):
+        rows = 512 + number
+        rate = BATCH / rows
+        epsilon = format_epsilon(epsilon_of([Mechanism(SIGMA, rate, STEPS)], 1e-5))
         worker, host = SigningKey.generate(), SigningKey.generate()
         arrays = {name: rng.normal(size=v.shape).astype(np.float32) for name, v in base.items()}
         sent = SentWork(
@@ -76,8 +82,8 @@ def _replies(count: int) -> list[Reply]:
             layout=layout,
             target_epsilon="5.0",
             delta="0.00001",
-            train_rows=ROWS,
-            mechanism=(SIGMA, RATE),
+            train_rows=rows,
+            mechanism=(SIGMA, rate),
         )
         receipt = UsageReceipt(
             job_id=sent.job_id,
@@ -91,10 +97,10 @@ def _replies(count: int) -> list[Reply]:
             attestation_evidence_digest=sent.evidence_digest,
             base_model_digest=base_digest,
             update_digest=arrays_digest(arrays),
-            samples_used=int(STEPS * RATE * ROWS),
+            samples_used=STEPS * BATCH,
             steps=STEPS,
             noise_multiplier=decimal_text(SIGMA),
-            sample_rate=decimal_text(RATE),
+            sample_rate=decimal_text(rate),
             max_grad_norm="1.0",
             accountant="rdp",
             grad_sample_mode="ghost",
@@ -140,8 +146,13 @@ def main(argv: list[str] | None = None) -> int:
         for reply in replies:
             verdicts.append(check_reply(reply.sent, reply.receipt, reply.arrays).accepted)
 
+    def first_round() -> None:
+        _round_epsilon.cache_clear()
+        verify_ours()
+
     baseline = best_of(args.runs, verify_floor)
-    ours = best_of(args.runs, verify_ours)
+    cold = best_of(args.runs, first_round)
+    warm = best_of(args.runs, verify_ours)
     if not all(verdicts) or len(verdicts) != len(replies):
         first = next(r for r in replies if not check_reply(r.sent, r.receipt, r.arrays).accepted)
         print(check_reply(first.sent, first.receipt, first.arrays).reason, file=sys.stderr)
@@ -150,11 +161,12 @@ def main(argv: list[str] | None = None) -> int:
         "receipts": args.receipts,
         "cpu": cpu_model(),
         "baseline_ed25519_s": round(baseline.wall_s, 4),
-        "ours_check_reply_s": round(ours.wall_s, 4),
-        "ratio": round(ours.wall_s / baseline.wall_s, 2),
-        "per_receipt_ms": round(1000 * ours.wall_s / args.receipts, 3),
+        "first_round_s": round(cold.wall_s, 4),
+        "later_round_s": round(warm.wall_s, 4),
+        "first_round_ratio": round(cold.wall_s / baseline.wall_s, 2),
+        "later_round_ratio": round(warm.wall_s / baseline.wall_s, 2),
         "target_s": TARGET_SECONDS,
-        "meets_target": ours.wall_s <= TARGET_SECONDS,
+        "meets_target": cold.wall_s <= TARGET_SECONDS,
     }
     if args.json:
         print(json.dumps(result))

@@ -22,6 +22,7 @@ import hmac
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -149,13 +150,20 @@ def _update(
         )
 
 
+@lru_cache(maxsize=16384)
+def _round_epsilon(mechanism: Mechanism, delta: float) -> str:
+    """ε of one round of ``mechanism`` at ``delta``, as receipts write it. A job's rounds
+    on one dataset repeat one mechanism, so from the second round on this is a lookup."""
+    return format_epsilon(epsilon_of([mechanism], delta))
+
+
 def _privacy(receipt: UsageReceipt, sent: SentWork) -> Mechanism:
     try:
         mechanism = Mechanism(
             float(receipt.noise_multiplier), float(receipt.sample_rate), receipt.steps
         )
         delta = float(receipt.delta)
-        round_epsilon = format_epsilon(epsilon_of([mechanism], delta))
+        round_epsilon = _round_epsilon(mechanism, delta)
     except PrivacyError as exc:
         raise _reject(f"receipt DP mechanism is invalid: {exc}") from exc
     if sent.mechanism is not None and sent.mechanism != (

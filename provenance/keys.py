@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import stat
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature as _CryptoInvalidSignature
@@ -84,9 +85,9 @@ class PublicKey:
             raise KeyFormatError(f"{did!r} is not an Ed25519 did:key")
         return cls(decoded[len(_MULTICODEC_ED25519_PUB) :])
 
-    @property
+    @cached_property
     def did(self) -> str:
-        """The key's ``did:key`` identifier."""
+        """The key's ``did:key`` identifier (computed once per key object)."""
         return "did:key:z" + _base58btc_encode(_MULTICODEC_ED25519_PUB + self.raw)
 
     def to_pem(self) -> bytes:
@@ -107,6 +108,10 @@ class PublicKey:
             raise InvalidSignature(f"signature does not verify for key {self.did}") from exc
 
     def _key(self) -> Ed25519PublicKey:
+        return self._loaded
+
+    @cached_property
+    def _loaded(self) -> Ed25519PublicKey:
         return Ed25519PublicKey.from_public_bytes(self.raw)
 
 
