@@ -11,9 +11,10 @@ On those same processes, alternating ``--trials`` times:
   privacy ledger, data integrity, signed receipts, receipt verification, signed round
   proofs appended to the transparency log.
 
-A round's wall time is the time between the ends of two consecutive rounds (Flower's
-``evaluate_fn`` after each aggregation; our round's ``finished_at`` after its proof is
-logged), so rounds 2..N count and start-up, discovery and final evaluation do not. Both
+A round's wall time is the time between the ends of two consecutive rounds for Flower (its
+``evaluate_fn`` runs after each aggregation) and between the starts of two consecutive
+rounds for ours (each round summary's ``started_at``; the proof and its log append fall
+in between), so start-up, discovery and final evaluation do not count. Both
 pay the same Flower polling (the SuperNode's 3 s idle sleep, the Grid's 3 s pull sleep),
 which quantises single rounds: compare means over many rounds. Target: overhead <= 5%.
 This script writes only into a temporary directory, which it removes.
@@ -29,6 +30,7 @@ import json
 import statistics
 import tempfile
 import time
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -37,7 +39,6 @@ from benchmarks.timing import cpu_model
 from clients.local_stack import LocalStack, digits_rows, write_digits_csv
 from clients.sdk import spec_from_options
 from coordinator.supernodes import FlowerConnection
-from coordinator.training import job_rounds
 
 BARE_APP = Path(__file__).resolve().parent / "bare_flower_app"
 MODEL, BATCH_SIZE, LOCAL_EPOCHS = "logistic-regression", 32, 2
@@ -77,7 +78,7 @@ def _bare_round_ends(
     raise RuntimeError(f"the bare Flower run did not finish its {rounds} rounds in time")
 
 
-def _our_round_ends(stack: LocalStack, datasets: list[str], rounds: int) -> list[float]:
+def _our_round_starts(stack: LocalStack, datasets: list[str], rounds: int) -> list[float]:
     assert stack.coordinator is not None
     buyer = stack.create_account(f"buyer-{time.monotonic_ns()}", "buyer")
     with stack.client(buyer["api_key"]) as client:
@@ -99,13 +100,12 @@ def _our_round_ends(stack: LocalStack, datasets: list[str], rounds: int) -> list
     run = stack.wait_for_job(buyer["api_key"], job["id"], timeout=120 + 120 * rounds)
     if run["status"] != "completed":
         raise RuntimeError(f"the Tallystick job ended {run['status']}: {run['status_reason']}")
-    from coordinator.database import reading
-
-    with reading(stack.coordinator.engine) as session:
-        rows = job_rounds(session, job["id"])
-        ends = [row.finished_at.timestamp() for row in rows if row.finished_at is not None]
+    # Each round's start, to the millisecond: the time from one start to the next is a
+    # whole round, its proof and its log append included.
+    starts = [datetime.fromisoformat(summary["started_at"]) for summary in run["rounds"]]
+    times = [start.timestamp() for start in starts]
     time.sleep(5)
-    return ends
+    return times
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                 stack.start_node(host)
             for trial in range(args.trials):
                 bare += _deltas(_bare_round_ends(stack, root, args.rounds, args.hosts, trial))
-                ours += _deltas(_our_round_ends(stack, datasets, args.rounds))
+                ours += _deltas(_our_round_starts(stack, datasets, args.rounds))
                 shown = args.rounds - 1
                 print(f"trial {trial + 1}: bare {bare[-shown:]}, ours {ours[-shown:]}", flush=True)
         finally:

@@ -24,6 +24,7 @@ from sqlmodel import Session, col, select
 from billing.currency import check_currency, to_minor_units
 from billing.errors import BillingError
 from billing.pricing import Quote, build_quote, check_amount, format_minor, price_line
+from billing.settlement import place_hold, release_hold
 from coordinator.accounts import Principal
 from coordinator.catalog import get_listing
 from coordinator.errors import Conflict, Forbidden, InvalidRequest, NotFound, PaymentRequired
@@ -47,6 +48,11 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 }
 #: States whose ε targets count against a dataset's lifetime cap.
 COMMITTED_STATES = ("funded", "running", "completed")
+#: States in which a job's hold holds the buyer's money, and the states that end a job.
+HELD_STATES = ("funded", "running")
+ENDED_STATES = ("completed", "failed", "cancelled")
+#: The payment rail the ledger's money comes in from and goes out to.
+PAYMENT_RAIL = "ledger"
 
 
 @dataclass(frozen=True)
@@ -490,6 +496,19 @@ def transition_job(
                 f"the quote is now {format_minor(priced.quote.total_minor, job.currency)}, more "
                 f"than the budget of {format_minor(job.budget_minor, job.currency)}"
             )
+        # The buyer's money for the quote goes into the job's hold (escrow) at once.
+        place_hold(
+            session,
+            job_id=job.id,
+            buyer_id=job.buyer_id,
+            currency=job.currency,
+            amount_minor=priced.quote.total_minor,
+            rail=PAYMENT_RAIL,
+            now=now,
+        )
+    elif to_status in ENDED_STATES and job.status in HELD_STATES:
+        # Whatever the rounds did not spend goes back to the buyer.
+        release_hold(session, job_id=job.id, buyer_id=job.buyer_id, currency=job.currency, now=now)
     previous = job.status
     job.status = to_status
     job.updated_at = now

@@ -150,6 +150,12 @@ def _update(
         )
 
 
+def most_samples(expected: float, rate: float = 0.0) -> int:
+    """The most samples a Poisson-sampled round that expects ``expected`` plausibly draws
+    (``SAMPLE_SIGMAS`` standard deviations above; ``rate`` 0 bounds every sample rate)."""
+    return math.floor(expected + SAMPLE_SIGMAS * math.sqrt(expected * (1 - rate) + 1) + 1)
+
+
 @lru_cache(maxsize=16384)
 def _round_epsilon(mechanism: Mechanism, delta: float) -> str:
     """ε of one round of ``mechanism`` at ``delta``, as receipts write it. A job's rounds
@@ -189,7 +195,7 @@ def _privacy(receipt: UsageReceipt, sent: SentWork) -> Mechanism:
         raise _reject("receipt says less ε so far than this round alone")
     rate = mechanism.sample_rate
     expected = receipt.steps * rate * sent.train_rows
-    bound = expected + SAMPLE_SIGMAS * math.sqrt(expected * (1 - rate) + 1) + 1
+    bound = most_samples(expected, rate)
     if receipt.samples_used > bound:
         raise _reject(
             f"receipt claims {receipt.samples_used} samples; {receipt.steps} steps at sample rate "

@@ -1,10 +1,13 @@
 """Signing and logging a round: the coordinator's half of the tally stick.
 
-``record_round`` turns the verdicts of one round into a signed round proof, appends every
-accepted receipt and then the proof to the transparency log (one new checkpoint), and
+``record_round`` turns the verdicts of one round into a signed round proof, settles it in
+the ledger (``billing.settlement``: the metered samples paid out of the job's hold to the
+datasets' payees, the platform fee to the operator), appends every accepted receipt, the
+proof and the signed settlement record to the transparency log (one new checkpoint), and
 stores the round's summary, all in one database transaction: a round is either fully on
-the record or not at all. Rejected replies are named in the proof with their reasons and
-are never logged as records of their own, and nothing is metered for them.
+the record, money included, or not at all. Rejected replies are named in the proof with
+their reasons and are never logged as records of their own, and nothing is metered (nor
+paid) for them.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 from sqlmodel import Session
 
 from billing.pricing import price_line
+from billing.settlement import SETTLEMENT_RECORD, MeteredLine, Royalty, Settlement, settle_round
 from coordinator.receipt_check import SentWork, Verdict
 from coordinator.tables import JobRound
 from provenance.canonical import sha256_hex
@@ -42,6 +46,15 @@ class DatasetPrice:
 
     price_per_sample: str
     currency: str
+
+
+@dataclass(frozen=True)
+class RoundBilling:
+    """How a job's rounds are paid: its currency, platform fee and each dataset's payees."""
+
+    currency: str
+    fee_bps: int
+    royalties: Mapping[str, Royalty]
 
 
 @dataclass(frozen=True)
@@ -141,10 +154,11 @@ def record_round(
     verdicts: Sequence[tuple[SentWork, Verdict]],
     *,
     summary: dict[str, Any],
+    billing: RoundBilling,
     now: datetime,
 ) -> RecordedRound:
-    """Sign ``proof``, log the accepted receipts and the proof, and store the round row,
-    in ``session``'s transaction."""
+    """Sign ``proof``, settle it, log the accepted receipts, the proof and the settlement,
+    and store the round row, in ``session``'s transaction."""
     receipts = [
         (USAGE_RECEIPT_RECORD, verdict.envelope, verdict.receipt.to_statement())
         for _, verdict in verdicts
@@ -152,17 +166,29 @@ def record_round(
     ]
     statement = proof.to_statement()
     envelope = sign_statement(statement, [key])
-    result = append_records(
-        log, [*receipts, (ROUND_PROOF_RECORD, envelope, statement)], connection=session.connection()
-    )
-    proof_index = result.indexes[-1]
     proof_digest = sha256_hex(envelope.to_json())
+    settlement = _settle(session, proof, proof_digest, billing, now)
+    settled = settlement.to_statement()
+    result = append_records(
+        log,
+        [
+            *receipts,
+            (ROUND_PROOF_RECORD, envelope, statement),
+            (SETTLEMENT_RECORD, sign_statement(settled, [key]), settled),
+        ],
+        connection=session.connection(),
+    )
+    proof_index = result.indexes[-2]
     cost = round_cost_minor(proof)
     samples = sum(use.samples for use in proof.metered)
     summary = {
         **summary,
         "proof_log_index": proof_index,
-        "receipt_log_indexes": list(result.indexes[:-1]),
+        "receipt_log_indexes": list(result.indexes[:-2]),
+        "settlement_log_index": result.indexes[-1],
+        "settled_minor": settlement.total_minor,
+        "fee_minor": settlement.fee_minor,
+        "hold_left_minor": settlement.hold_left_minor,
         "proof_digest": proof_digest,
         "tree_size": result.size,
         "samples": samples,
@@ -184,3 +210,27 @@ def record_round(
     )
     session.flush()
     return RecordedRound(proof_index, proof_digest, result.size, summary)
+
+
+def _settle(
+    session: Session, proof: RoundProof, proof_digest: str, billing: RoundBilling, now: datetime
+) -> Settlement:
+    lines = [
+        MeteredLine(
+            use.dataset_id,
+            use.samples,
+            Decimal(use.price_per_sample),
+            billing.royalties[use.dataset_id],
+        )
+        for use in proof.metered
+    ]
+    return settle_round(
+        session,
+        job_id=proof.job_id,
+        round_number=proof.round,
+        proof_digest=proof_digest,
+        currency=billing.currency,
+        lines=lines,
+        fee_bps=billing.fee_bps,
+        now=now,
+    )

@@ -9,13 +9,11 @@ the catalog filters or sorts on them.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
     Column,
-    DateTime,
     Float,
     ForeignKey,
     Index,
@@ -24,45 +22,15 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.engine import Dialect
-from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
+
+from provenance.storage import UtcDateTime
 
 # Roles and states are plain strings in the database; these are the allowed values.
 ROLES = ("creator", "buyer", "auditor", "admin")
 LISTED = "listed"
 DELISTED = "revoked"
 JOB_STATES = ("draft", "funded", "running", "completed", "failed", "cancelled")
-
-
-class UtcDateTime(TypeDecorator[datetime]):
-    """An aware UTC time on every backend.
-
-    Written: an aware time, converted to UTC (a naive one is refused: its zone is unknown).
-    Read: SQLite's naive values are UTC as written; PostgreSQL's come in the session's time
-    zone and are converted back, so a record reads the same on either backend.
-    """
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: Any, dialect: Dialect) -> datetime | None:
-        """The value to store: UTC."""
-        if value is None:
-            return None
-        if not isinstance(value, datetime) or value.tzinfo is None:
-            raise ValueError(f"a stored time must be an aware datetime, not {value!r}")
-        return value.astimezone(UTC)
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        """The value read: aware UTC."""
-        if value is None:
-            return None
-        if not isinstance(value, datetime):  # pragma: no cover - drivers return datetimes
-            raise ValueError(f"the database returned {value!r} for a time")
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
 
 
 def _when(nullable: bool = False) -> Column[datetime]:

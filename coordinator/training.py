@@ -22,6 +22,8 @@ import secrets
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -39,12 +41,19 @@ from flwr.serverapp.strategy import FedAdam, FedAvg, FedProx, FedTrimmedAvg, Kru
 from numpy.typing import NDArray
 from sqlmodel import Session, col, select
 
+from billing.ledger import balance
+from billing.settlement import MeteredLine, Royalty, hold_account, round_charge
 from coordinator.accounts import Principal
 from coordinator.database import writing
 from coordinator.errors import CoordinatorError
 from coordinator.jobs import job_datasets, transition_job
-from coordinator.receipt_check import SentWork, Verdict, check_reply
-from coordinator.round_proofs import DatasetPrice, build_round_proof, record_round
+from coordinator.receipt_check import SentWork, Verdict, check_reply, most_samples
+from coordinator.round_proofs import (
+    DatasetPrice,
+    RoundBilling,
+    build_round_proof,
+    record_round,
+)
 from coordinator.service import Coordinator
 from coordinator.tables import HostWorker, Job, JobModel, JobRound, JobRun, Listing
 from coordinator.tokens import issue_job_token
@@ -93,6 +102,7 @@ class Assignment:
     delta: str
     train_rows: int
     price: DatasetPrice
+    payee: str
     node_id: int | None = None
     features: int | None = None
     classes: int | None = None
@@ -182,6 +192,11 @@ class JobTrainer:
             self.job = job
             self.assignments = load_assignments(session, job)
         self.strategy = _strategy(self.job)
+        self.billing = RoundBilling(
+            currency=self.job.currency,
+            fee_bps=self.job.platform_fee_bps,
+            royalties={item.dataset_id: Royalty.sole(item.payee) for item in self.assignments},
+        )
         #: The datasets whose replies the latest round aggregated.
         self.contributors: set[str] = set()
         self.seed = int.from_bytes(self.job.id.encode()[-8:].ljust(8, b"\0"), "big") % (2**31)
@@ -399,6 +414,8 @@ class JobTrainer:
         layout: Mapping[str, tuple[tuple[int, ...], str]],
         classes: int,
     ) -> tuple[ArrayRecord, str, dict[str, Any]]:
+        round_started = datetime.now(UTC)
+        self._check_hold(round_number)
         self._set_round(round_number)
         messages, state = self._messages(round_number, global_record, digest, layout, classes)
         started = time.monotonic()
@@ -474,6 +491,7 @@ class JobTrainer:
         summary = {
             "round": round_number,
             "status": "aggregated",
+            "started_at": round_started.isoformat(timespec="milliseconds"),
             "seconds": round(elapsed, 3),
             "metrics": metric_text,
             "accepted": [a.to_dict() for a in proof.accepted],
@@ -489,6 +507,7 @@ class JobTrainer:
                 proof,
                 verdicts,
                 summary=summary,
+                billing=self.billing,
                 now=self.coordinator.now(),
             )
         _log.info(
@@ -504,6 +523,28 @@ class JobTrainer:
             new_digest,
             recorded.summary,
         )
+
+    def _check_hold(self, round_number: int) -> None:
+        """Stop the job before a round its hold might not pay for: the most the round can
+        cost (every dataset drawing the most samples its Poisson sampling plausibly gives,
+        plus the fee) must be left in the hold."""
+        items = [
+            MeteredLine(
+                item.dataset_id,
+                most_samples(self.job.local_epochs * item.train_rows),
+                Decimal(item.price.price_per_sample),
+                Royalty.sole(item.payee),
+            )
+            for item in self.assignments
+        ]
+        subtotal, fee = round_charge(items, self.job.currency, self.job.platform_fee_bps)
+        with Session(self.coordinator.engine) as session:
+            left = balance(session, hold_account(self.job.id, self.job.currency)).available
+        if subtotal + fee > left:
+            raise TrainingError(
+                f"round {round_number} could cost up to {subtotal + fee} minor units and the "
+                f"job's hold has {left} left; the job stops before it exceeds its budget"
+            )
 
     def _failed_round(
         self,
@@ -710,6 +751,7 @@ def load_assignments(session: Session, job: Job) -> list[Assignment]:
                 delta=item.delta,
                 train_rows=training_rows(listing.rows),
                 price=DatasetPrice(item.price_per_sample, listing.currency),
+                payee=listing.account_id,
             )
         )
     return assignments

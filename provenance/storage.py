@@ -11,10 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, DateTime, Engine, create_engine, event
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
 
 _WRITE_OPTION = "tally_write_lock"
 
@@ -62,3 +65,33 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
         connection = connection.execution_options(**{_WRITE_OPTION: True})
         with connection.begin():
             yield connection
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """An aware UTC time on every backend.
+
+    Written: an aware time, converted to UTC (a naive one is refused: its zone is unknown).
+    Read: SQLite's naive values are UTC as written; PostgreSQL's come in the session's time
+    zone and are converted back, so a record reads the same on either backend.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> datetime | None:
+        """The value to store: UTC."""
+        if value is None:
+            return None
+        if not isinstance(value, datetime) or value.tzinfo is None:
+            raise ValueError(f"a stored time must be an aware datetime, not {value!r}")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        """The value read: aware UTC."""
+        if value is None:
+            return None
+        if not isinstance(value, datetime):  # pragma: no cover - drivers return datetimes
+            raise ValueError(f"the database returned {value!r} for a time")
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)

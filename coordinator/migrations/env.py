@@ -5,15 +5,16 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import MetaData
 
+from billing.tables import BILLING_TABLES
 from coordinator.tables import COORDINATOR_TABLES
 from provenance.storage import make_engine
 from provenance.tlog.tables import LOG_TABLES
 
 
 def target_metadata() -> MetaData:
-    """The tables the migrations manage: the coordinator's and its transparency log's."""
+    """The tables the migrations manage: the coordinator's, its ledger's and its log's."""
     metadata = MetaData()
-    for table in [*COORDINATOR_TABLES, *LOG_TABLES]:
+    for table in [*COORDINATOR_TABLES, *BILLING_TABLES, *LOG_TABLES]:
         table.to_metadata(metadata)
     return metadata
 

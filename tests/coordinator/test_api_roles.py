@@ -33,6 +33,7 @@ from httpx import Response
 from sqlalchemy import select
 
 from coordinator.identity import sign_identity_link
+from billing.tables import BILLING_TABLES
 from coordinator.tables import COORDINATOR_TABLES
 
 
@@ -93,7 +94,7 @@ class World:
         with self.market.coordinator.engine.connect() as connection:
             tables = tuple(
                 sorted(repr(tuple(row)) for row in connection.execute(select(table)))
-                for table in COORDINATOR_TABLES
+                for table in [*COORDINATOR_TABLES, *BILLING_TABLES]
             )
         return (self.market.coordinator.log.size, tables)
 

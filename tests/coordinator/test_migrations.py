@@ -21,6 +21,7 @@ from coordinator.database import current_revision, downgrade, head_revision, mig
 from coordinator.errors import ConfigError
 from coordinator.home import init_coordinator_home
 from coordinator.service import open_coordinator
+from billing.tables import BILLING_TABLES
 from coordinator.tables import COORDINATOR_TABLES
 from provenance.storage import make_engine, sqlite_url
 from provenance.tlog.tables import LOG_TABLES
@@ -30,9 +31,9 @@ VERSION_TABLE = "alembic_version"
 
 
 def model_metadata() -> MetaData:
-    """Every table the migrations manage: the coordinator's and its log's."""
+    """Every table the migrations manage: the coordinator's, its ledger's and its log's."""
     metadata = MetaData()
-    for table in [*COORDINATOR_TABLES, *LOG_TABLES]:
+    for table in [*COORDINATOR_TABLES, *BILLING_TABLES, *LOG_TABLES]:
         table.to_metadata(metadata)
     return metadata
 

@@ -1,0 +1,64 @@
+"""The ledger's tables: accounts with running balances, and immutable transfers.
+
+Balances follow TigerBeetle's model: each account keeps four running sums (debits and
+credits, pending and posted) that change only together with the transfer that moves them,
+in one database transaction. Amounts are integer minor units of the account's currency.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Column, String, Text
+from sqlmodel import Field, SQLModel
+
+from provenance.storage import UtcDateTime
+
+
+class LedgerAccount(SQLModel, table=True):
+    """One ledger account (see ``billing.ledger`` for the kinds and their rules)."""
+
+    __tablename__ = "ledger_account"
+
+    id: str = Field(primary_key=True, max_length=120)
+    kind: str = Field(max_length=24, index=True)
+    owner: str = Field(max_length=64, index=True)
+    currency: str = Field(max_length=3)
+    #: Whether posted and pending debits may exceed posted credits (only rail clearing).
+    may_go_negative: bool = False
+    debits_pending: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    debits_posted: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    credits_pending: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    credits_posted: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    created_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+
+
+class LedgerTransfer(SQLModel, table=True):
+    """One transfer: ``amount_minor`` from the debit account to the credit account.
+
+    ``id`` is derived from what the transfer is for (job, round, party, kind), so that the
+    same movement asked for twice is one row. A transfer never changes, except that a
+    pending one is posted or voided once (``status``, ``resolved_at``).
+    """
+
+    __tablename__ = "ledger_transfer"
+
+    id: str = Field(primary_key=True, max_length=200)
+    debit_account: str = Field(sa_column=Column(String(120), nullable=False, index=True))
+    credit_account: str = Field(sa_column=Column(String(120), nullable=False, index=True))
+    amount_minor: int = Field(sa_column=Column(BigInteger, nullable=False))
+    currency: str = Field(max_length=3)
+    kind: str = Field(max_length=24, index=True)
+    status: str = Field(max_length=8, index=True)
+    job_id: str | None = Field(default=None, max_length=40, index=True)
+    round_number: int | None = None
+    #: What the transfer rests on: a round proof's digest, a dispute id, a payout id.
+    reference: str = Field(default="", sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    resolved_at: datetime | None = Field(
+        default=None, sa_column=Column(UtcDateTime(), nullable=True)
+    )
+
+
+#: The tables ``billing`` owns (the coordinator's migrations create them).
+BILLING_TABLES = [LedgerAccount.__table__, LedgerTransfer.__table__]  # type: ignore[attr-defined]
