@@ -224,6 +224,134 @@ def transfer(
     return wanted
 
 
+@dataclass(frozen=True)
+class TransferRequest:
+    """One posted transfer of a batch (see ``transfer_batch``)."""
+
+    id: str
+    debit: str
+    credit: str
+    amount_minor: int
+    kind: str
+    job_id: str | None = None
+    round_number: int | None = None
+    reference: str = ""
+
+
+def transfer_batch(
+    session: Session, requests: list[TransferRequest], *, now: datetime
+) -> list[LedgerTransfer]:
+    """Post every transfer of ``requests`` (all accounts must exist), all or none.
+
+    The same rules as ``transfer`` for each, checked in order against balances that
+    include the earlier transfers of the batch, with one query to lock every account
+    involved (in id order) and one to find the transfers that exist already (returned as
+    they are when they are the same movement). Raises ``InsufficientFunds``,
+    ``TransferConflict`` or ``LedgerError`` and writes nothing if any transfer fails.
+    """
+    keys = sorted({key for r in requests for key in (r.debit, r.credit)})
+    statement = (
+        select(LedgerAccount)
+        .where(col(LedgerAccount.id).in_(keys))
+        .order_by(col(LedgerAccount.id))
+        .with_for_update()
+    )
+    accounts = {account.id: account for account in session.exec(statement)}
+    missing = [key for key in keys if key not in accounts]
+    if missing:
+        raise LedgerError(f"no ledger account {missing[0]!r}")
+    ids = [r.id for r in requests]
+    if len(set(ids)) != len(ids):
+        raise LedgerError("a batch names the same transfer twice")
+    existing = {
+        row.id: row
+        for row in session.exec(select(LedgerTransfer).where(col(LedgerTransfer.id).in_(ids)))
+    }
+    planned: list[tuple[LedgerTransfer, bool]] = []
+    spent: dict[str, int] = {}
+    for request in requests:
+        if (
+            isinstance(request.amount_minor, bool)
+            or not isinstance(request.amount_minor, int)
+            or request.amount_minor <= 0
+        ):
+            raise LedgerError(f"transfer {request.id}: amount must be a positive integer")
+        if request.debit == request.credit:
+            raise LedgerError(f"transfer {request.id}: debit and credit are the same account")
+        source, target = accounts[request.debit], accounts[request.credit]
+        if source.currency != target.currency:
+            raise LedgerError(
+                f"transfer {request.id}: {request.debit} is in {source.currency}, "
+                f"{request.credit} in {target.currency}"
+            )
+        wanted = LedgerTransfer(
+            id=request.id,
+            debit_account=request.debit,
+            credit_account=request.credit,
+            amount_minor=request.amount_minor,
+            currency=source.currency,
+            kind=request.kind,
+            status=POSTED,
+            job_id=request.job_id,
+            round_number=request.round_number,
+            reference=request.reference,
+            created_at=now,
+        )
+        found = existing.get(request.id)
+        if found is not None:
+            if not _same(found, wanted):
+                raise TransferConflict(f"transfer {request.id} exists for another movement")
+            planned.append((found, False))
+            continue
+        if not source.may_go_negative:
+            available = (
+                source.credits_posted
+                - source.debits_posted
+                - source.debits_pending
+                - spent.get(source.id, 0)
+            )
+            if available < request.amount_minor:
+                raise InsufficientFunds(
+                    f"transfer {request.id}: {request.debit} has {available} available, "
+                    f"{request.amount_minor} asked"
+                )
+        spent[source.id] = spent.get(source.id, 0) + request.amount_minor
+        planned.append((wanted, True))
+    for row, new in planned:
+        if new:
+            accounts[row.debit_account].debits_posted += row.amount_minor
+            accounts[row.credit_account].credits_posted += row.amount_minor
+    session.add_all([row for row, new in planned if new])
+    session.add_all(accounts.values())
+    session.flush()
+    return [row for row, _ in planned]
+
+
+def open_accounts(
+    session: Session, kind: AccountKind, owners: list[str], currency: str, *, now: datetime
+) -> list[str]:
+    """The ids of ``owners``' accounts of ``kind`` in ``currency``, creating the missing
+    ones (one query to find them)."""
+    keys = [account_id(kind, owner, currency) for owner in owners]
+    found = set(session.exec(select(LedgerAccount.id).where(col(LedgerAccount.id).in_(keys))))
+    created = [
+        LedgerAccount(
+            id=key,
+            kind=kind.value,
+            owner=owner,
+            currency=currency,
+            may_go_negative=kind is AccountKind.CLEARING,
+            created_at=now,
+        )
+        for key, owner in dict(zip(keys, owners, strict=True)).items()
+        if key not in found
+    ]
+    if created:
+        session.add_all(created)
+        session.flush()
+    return keys
+
+
 def resolve(session: Session, transfer_key: str, *, post: bool, now: datetime) -> LedgerTransfer:
     """Post (``post=True``) or void a pending transfer, exactly once. Asking again for the
     same outcome returns the transfer; asking for the other one raises ``TransferConflict``."""

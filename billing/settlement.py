@@ -24,19 +24,23 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from billing.errors import BillingError
 from billing.ledger import (
     AccountKind,
     InsufficientFunds,
+    TransferRequest,
     account_id,
     balance,
     open_account,
+    open_accounts,
     transfer,
+    transfer_batch,
     transfer_id,
 )
 from billing.pricing import BASIS_POINTS, fee_for, price_line
+from billing.tables import LedgerTransfer
 from provenance.statement import Statement, Subject, predicate_type
 
 SETTLEMENT_PREDICATE = predicate_type("settlement")
@@ -202,51 +206,52 @@ def settle_round(
             f"its hold has {left} left"
         )
     fee_account = open_account(session, AccountKind.FEE, PLATFORM, currency, now=now)
+    owners = sorted({payee.account_id for line in lines for payee in line.royalty.payees})
+    open_accounts(session, AccountKind.PAYABLE, owners, currency, now=now)
+    requests: list[TransferRequest] = []
     recorded = []
-    try:
-        for line in lines:
-            amount = price_line(
-                line.dataset_id, line.samples, line.price_per_sample, currency
-            ).amount_minor
-            parts = []
-            for payee, part in line.royalty.split(amount):
-                payable = open_account(session, AccountKind.PAYABLE, payee, currency, now=now)
-                if part > 0:
-                    transfer(
-                        session,
+    for line in lines:
+        amount = price_line(line.dataset_id, line.samples, line.price_per_sample, currency)
+        parts = []
+        for payee, part in line.royalty.split(amount.amount_minor):
+            if part > 0:
+                requests.append(
+                    TransferRequest(
                         transfer_id("royalty", job_id, round_number, line.dataset_id, payee),
-                        debit=hold,
-                        credit=payable.id,
-                        amount_minor=part,
-                        kind="royalty",
-                        now=now,
-                        job_id=job_id,
-                        round_number=round_number,
-                        reference=proof_digest,
+                        hold,
+                        account_id(AccountKind.PAYABLE, payee, currency),
+                        part,
+                        "royalty",
+                        job_id,
+                        round_number,
+                        proof_digest,
                     )
-                parts.append({"account": payee, "amount_minor": str(part)})
-            recorded.append(
-                {
-                    "dataset_id": line.dataset_id,
-                    "samples": line.samples,
-                    "price_per_sample": str(line.price_per_sample),
-                    "amount_minor": str(amount),
-                    "payees": parts,
-                }
-            )
-        if fee > 0:
-            transfer(
-                session,
+                )
+            parts.append({"account": payee, "amount_minor": str(part)})
+        recorded.append(
+            {
+                "dataset_id": line.dataset_id,
+                "samples": line.samples,
+                "price_per_sample": str(line.price_per_sample),
+                "amount_minor": str(amount.amount_minor),
+                "payees": parts,
+            }
+        )
+    if fee > 0:
+        requests.append(
+            TransferRequest(
                 transfer_id("fee", job_id, round_number),
-                debit=hold,
-                credit=fee_account.id,
-                amount_minor=fee,
-                kind="fee",
-                now=now,
-                job_id=job_id,
-                round_number=round_number,
-                reference=proof_digest,
+                hold,
+                fee_account.id,
+                fee,
+                "fee",
+                job_id,
+                round_number,
+                proof_digest,
             )
+        )
+    try:
+        transfer_batch(session, requests, now=now)
     except InsufficientFunds as exc:
         raise SettlementError(str(exc)) from exc
     return Settlement(
@@ -262,9 +267,12 @@ def settle_round(
 
 
 def _settled_before(session: Session, job_id: str, round_number: int) -> bool:
-    from billing.tables import LedgerTransfer
-
-    return session.get(LedgerTransfer, transfer_id("fee", job_id, round_number)) is not None
+    statement = select(LedgerTransfer.id).where(
+        LedgerTransfer.job_id == job_id,
+        LedgerTransfer.round_number == round_number,
+        col(LedgerTransfer.kind).in_(("royalty", "fee")),
+    )
+    return session.exec(statement.limit(1)).first() is not None
 
 
 def release_hold(

@@ -394,6 +394,16 @@ class TallyClient:
         (``npz_base64``) and its model card."""
         return self._json("GET", f"/v1/jobs/{_segment('job_id', job_id)}/model")
 
+    def job_statement(self, job_id: str) -> dict[str, Any]:
+        """``GET /v1/jobs/{job_id}/statement``: every transfer of the job (hold, royalties,
+        fees, release) with totals; a creator sees the lines that pay it."""
+        return self._json("GET", f"/v1/jobs/{_segment('job_id', job_id)}/statement")
+
+    def balances(self) -> dict[str, Any]:
+        """``GET /v1/billing/balances``: the caller's ledger accounts (admins and auditors:
+        every account and the trial balance)."""
+        return self._json("GET", "/v1/billing/balances")
+
     def issue_token(
         self, job_id: str, dataset_id: str, *, idempotency_key: str | None = None
     ) -> dict[str, Any]:

@@ -28,6 +28,8 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from billing.pricing import format_minor
+from billing.settlement import SETTLEMENT_PREDICATE
 from clients.cli.job_training import ENDED
 from clients.cli.output import JsonFlag, console, emit_json, emit_raw, fail
 from clients.local_server import LocalServer, free_port
@@ -325,6 +327,27 @@ def _print_summary(summary: dict[str, Any], root: Path, keys_dir: Path) -> None:
             f"{len(item['accepted'])} hosts, {item['samples']} samples, "
             f"proof at log {item['log_index']}",
         )
+    money = summary["training"]["billing"]
+    currency = money["currency"]
+    table.add_row("hold", f"{format_minor(int(money['held_minor']), currency)} placed at funding")
+    for item in money["rounds"]:
+        table.add_row(
+            f"settled {item['round']}",
+            f"{format_minor(int(item['settled_minor']), currency)} from the hold (fee "
+            f"{format_minor(int(item['fee_minor']), currency)}), settlement at log "
+            f"{item['settlement_log_index']}",
+        )
+    table.add_row(
+        "earnings",
+        ", ".join(
+            f"{Path(host['home']).name} {format_minor(int(paid), currency)}"
+            for host, paid in zip(summary["hosts"], money["creators_paid_minor"], strict=True)
+        )
+        + f"; platform fees {format_minor(int(money['fees_minor']), currency)}",
+    )
+    table.add_row(
+        "refund", f"{format_minor(int(money['refund_minor']), currency)} released to the buyer"
+    )
     final = summary["training"]["final"]
     table.add_row(
         "model",
@@ -404,6 +427,18 @@ def _train(
                         predicate_type=USAGE_RECEIPT_PREDICATE,
                     )
                     verified += 1
+                settled = buyer.log_entry(summary["settlement_log_index"])
+                verify_statement(
+                    Envelope.from_dict(settled["envelope"]),
+                    [coordinator_key],
+                    predicate_type=SETTLEMENT_PREDICATE,
+                )
+                verified += 1
+            statement = buyer.job_statement(job_id)
+            earned = []
+            for account in creators:
+                with TallyClient(url, account["api_key"]) as creator:
+                    earned.append(creator.job_statement(job_id)["paid_to_you_minor"])
             checkpoint = buyer.log_checkpoint().decode().splitlines()
     finally:
         for process in processes:
@@ -435,5 +470,22 @@ def _train(
             "checkpoint": "\n".join(checkpoint[:3]),
             "tree_size": int(checkpoint[1]),
             "records_verified": verified,
+        },
+        "billing": {
+            "currency": statement["currency"],
+            "held_minor": statement["held_minor"],
+            "rounds": [
+                {
+                    "round": summary["round"],
+                    "settled_minor": str(summary["settled_minor"]),
+                    "fee_minor": str(summary["fee_minor"]),
+                    "hold_left_minor": str(summary["hold_left_minor"]),
+                    "settlement_log_index": summary["settlement_log_index"],
+                }
+                for summary in run["rounds"]
+            ],
+            "creators_paid_minor": earned,
+            "fees_minor": statement["fees_minor"],
+            "refund_minor": statement["released_minor"],
         },
     }

@@ -58,6 +58,9 @@ COMMANDS: dict[str, LazyCommand] = {
     "job": LazyCommand(
         "clients.cli.job", "app", "Price, create, fund, follow and cancel jobs.", "Buyers"
     ),
+    "billing": LazyCommand(
+        "clients.cli.billing", "app", "Ledger balances and job statements.", "Everyone"
+    ),
     "host": LazyCommand("clients.cli.host", "app", "Run a creator's data-host node.", "Creators"),
     "verify": LazyCommand(
         "clients.cli.verify", "app", "Verify signed records offline.", "Auditors"

@@ -24,7 +24,7 @@ from starlette.responses import Response
 
 from coordinator.api.deps import CurrentPrincipal
 from coordinator.api.read_through import ReadThrough
-from coordinator.api.routes import accounts, catalog, jobs, log, training
+from coordinator.api.routes import accounts, billing, catalog, jobs, log, training
 from coordinator.api.schemas import Health, Info, InvalidProblem, ModelsOut, Problem
 from coordinator.coordinator_info import models_payload
 from coordinator.errors import (
@@ -237,7 +237,7 @@ def create_app(coordinator: Coordinator) -> FastAPI:
         return models_payload()
 
     # The most read routes first: a request is matched against the routes in this order.
-    for module in (catalog, jobs, training, accounts, log):
+    for module in (catalog, jobs, training, billing, accounts, log):
         app.include_router(module.router)
     app.add_middleware(BodyLimit)
     return app

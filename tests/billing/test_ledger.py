@@ -208,3 +208,17 @@ def test_a_round_the_hold_cannot_pay_is_refused_and_writes_nothing(session: Sess
         )  # fmt: skip
     assert _transfers(session) == count
     assert balance(session, hold_account(JOB, "USD")).posted == 50
+
+
+def test_a_round_that_drained_the_hold_settles_again_as_a_no_op(session: Session) -> None:
+    hold = _funded(session, amount=30)
+    lines = [MeteredLine("ds_1", 300, Decimal("0.001"), Royalty.sole("acc_a"))]
+    for _attempt in range(2):
+        settled = settle_round(
+            session, job_id=JOB, round_number=1, proof_digest="f" * 64, currency="USD",
+            lines=lines, fee_bps=0, now=NOW,
+        )  # fmt: skip
+        assert settled.hold_left_minor == 0
+    assert balance(session, hold).posted == 0
+    assert balance(session, "payable:acc_a:USD").posted == 30
+    _balanced(session)

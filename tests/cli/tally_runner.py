@@ -9,14 +9,16 @@ from pathlib import Path
 TALLY = str(Path(sys.executable).with_name("tally"))
 
 
-def tally(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def tally(
+    *args: str, cwd: Path | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [TALLY, *args], capture_output=True, text=True, cwd=cwd, timeout=120, check=False
+        [TALLY, *args], capture_output=True, text=True, cwd=cwd, timeout=timeout, check=False
     )
 
 
-def ok(*args: str, cwd: Path | None = None) -> str:
-    result = tally(*args, cwd=cwd)
+def ok(*args: str, cwd: Path | None = None, timeout: float = 120) -> str:
+    result = tally(*args, cwd=cwd, timeout=timeout)
     assert result.returncode == 0, result.stderr
     return result.stdout
 

@@ -298,7 +298,8 @@ def test_append_with_a_contradicting_origin_appends_nothing(built_log: Path) -> 
 
 
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
-    summary = json.loads(ok("demo", "--workdir", str(tmp_path / "demo"), "--json"))
+    # Minutes, not seconds: every message starts a ClientApp that imports torch and Opacus.
+    summary = json.loads(ok("demo", "--workdir", str(tmp_path / "demo"), "--json", timeout=600))
     # Three manifests, then the job's two transitions (draft, funded), all witnessed.
     assert summary["size"] == 5
     assert summary["witnessed_by"] == ["demo.tallystick.local/witness"]
@@ -320,7 +321,18 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert all(len(item["accepted"]) == 3 for item in training["rounds"])
     final = training["final"]
     assert float(final["accuracy"]) > float(final["majority_baseline"]) + 0.3
-    assert final["records_verified"] == 3 * (1 + 3)  # a proof and three receipts a round
+    # A proof, three receipts and a settlement a round.
+    assert final["records_verified"] == 3 * (1 + 3 + 1)
+    money = training["billing"]
+    held = int(money["held_minor"])
+    settled = [int(item["settled_minor"]) for item in money["rounds"]]
+    assert held == job["quote"]["total_minor"]
+    assert all(amount > 0 for amount in settled)
+    # Every minor unit of the hold is accounted for: paid to creators, fees, refunded.
+    paid = sum(int(amount) for amount in money["creators_paid_minor"])
+    assert paid + int(money["fees_minor"]) == sum(settled)
+    assert sum(settled) + int(money["refund_minor"]) == held
+    assert int(money["refund_minor"]) > 0
     demo = tmp_path / "demo"
     for number, host in enumerate(hosts):
         ok(
