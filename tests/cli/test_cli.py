@@ -371,6 +371,11 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
         ["log", "proof"],
         ["log", "consistency"],
         ["log", "tiles"],
+        ["billing", "balance"],
+        ["billing", "statement"],
+        ["job", "start"],
+        ["job", "watch"],
+        ["job", "model"],
     ],
 )
 def test_every_command_has_help_with_an_example(command: list[str]) -> None:
