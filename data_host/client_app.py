@@ -61,7 +61,9 @@ def running_fab_hash() -> str:
 
     Flower installs a bundle under ``$FLWR_HOME/apps/<publisher>.<name>.<version>.<hash8>``
     and puts that directory on ``sys.path``; exactly one such directory must be there, and
-    the hash of its files must start with the directory's own eight digits.
+    the hash of its files must start with the directory's own eight digits. The hash is
+    kept beside the bundle with a fingerprint of its files (names, sizes, modification
+    times, inodes) and rebuilt whenever that fingerprint changes.
     """
     from flwr.common.config import get_flwr_home  # type: ignore[attr-defined]
 
@@ -76,10 +78,65 @@ def running_fab_hash() -> str:
             f"cannot tell which app bundle runs: {len(found)} installed bundles on sys.path"
         )
     app_dir = found.pop()
-    fab_hash = fab_hash_of_bytes(build_fab(app_dir))
+    fingerprint = _files_fingerprint(app_dir)
+    cache = apps / CACHE_DIR / f"{app_dir.name}.json"
+    fab_hash = _cached_hash(cache, fingerprint)
+    if fab_hash is None:
+        fab_hash = fab_hash_of_bytes(build_fab(app_dir))
+        _store_hash(cache, fingerprint, fab_hash)
     if not app_dir.name.endswith("." + fab_hash[:8]):
         raise WorkRefused(f"the files of app bundle {app_dir.name} were changed after install")
     return fab_hash
+
+
+#: Where verified bundle hashes are kept, beside the bundles Flower installed.
+CACHE_DIR = ".tally-fab-hashes"
+
+
+def _files_fingerprint(app_dir: Path) -> str:
+    """Every file under ``app_dir`` (byte-code caches aside) with its size, modification
+    time and inode: rebuilding the bundle (which imports Flower's CLI, about 2 s) is needed
+    only when this changes."""
+    import hashlib
+    import os
+
+    digest = hashlib.sha256()
+    for root, dirs, files in os.walk(app_dir):
+        # Python's byte-code caches are never in a bundle; importing the app writes them.
+        dirs[:] = sorted(name for name in dirs if name != "__pycache__")
+        for name in sorted(files):
+            path = Path(root) / name
+            info = path.lstat()
+            relative = path.relative_to(app_dir).as_posix()
+            digest.update(
+                f"{relative}\0{info.st_size}\0{info.st_mtime_ns}\0{info.st_ino}\n".encode()
+            )
+    return digest.hexdigest()
+
+
+def _cached_hash(cache: Path, fingerprint: str) -> str | None:
+    try:
+        entry = json.loads(cache.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(entry, dict) or entry.get("fingerprint") != fingerprint:
+        return None
+    value = entry.get("fab_hash")
+    return value if isinstance(value, str) and len(value) == 64 else None
+
+
+def _store_hash(cache: Path, fingerprint: str, fab_hash: str) -> None:
+    import os
+    import tempfile
+
+    try:
+        cache.parent.mkdir(mode=0o700, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=cache.parent, suffix=".tmp")
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            json.dump({"fingerprint": fingerprint, "fab_hash": fab_hash}, out)
+        os.replace(temporary, cache)
+    except OSError as exc:  # a cache that cannot be written only costs time
+        _log.info("cannot cache the app bundle hash in %s: %s", cache.parent, exc)
 
 
 def _arrays(record: ArrayRecord) -> dict[str, np.ndarray[Any, Any]]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -180,3 +181,33 @@ def test_a_supernode_without_a_node_home_refuses_everything() -> None:
     query = _message(MessageType.QUERY, RecordDict({"config": ConfigRecord({"job-id": "j"})}))
     reply = client_app.describe(query, _context(None))
     assert "no node-config 'home'" in str(_refusal(reply)["reason"])
+
+
+def test_the_running_bundle_is_hashed_once_and_rehashed_when_its_files_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+    import sys
+
+    from coordinator.launch import shipped_app
+    from data_host.errors import WorkRefused
+
+    shipped, expected = shipped_app()
+    apps = tmp_path / "flwr" / "apps"
+    installed = apps / f"tallystick.tallystick-app.1.0.0.{expected[:8]}"
+    shutil.copytree(shipped, installed)
+    monkeypatch.setenv("FLWR_HOME", str(tmp_path / "flwr"))
+    monkeypatch.setattr(sys, "path", [str(installed), *sys.path])
+    compute = client_app.running_fab_hash.__wrapped__
+    assert compute() == expected
+    cache = apps / client_app.CACHE_DIR / f"{installed.name}.json"
+    assert json.loads(cache.read_text())["fab_hash"] == expected
+    # Importing the app writes byte-code caches; they are no change to the bundle.
+    (installed / "tallystick_app" / "__pycache__").mkdir()
+    (installed / "tallystick_app" / "__pycache__" / "client.cpython-311.pyc").write_bytes(b"x")
+    assert compute() == expected
+    # A file changed after install: rebuilt, and the hash no longer matches the install.
+    client = installed / "tallystick_app" / "client.py"
+    client.write_text(client.read_text() + "\n# changed\n")
+    with pytest.raises(WorkRefused, match="changed after install"):
+        compute()
