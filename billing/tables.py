@@ -60,5 +60,30 @@ class LedgerTransfer(SQLModel, table=True):
     )
 
 
+class Dispute(SQLModel, table=True):
+    """One dispute and what it froze."""
+
+    __tablename__ = "dispute"
+
+    id: str = Field(primary_key=True, max_length=40)
+    job_id: str = Field(sa_column=Column(String(40), nullable=False, index=True))
+    round_number: int | None = None
+    opened_by: str = Field(max_length=40)
+    reason: str = Field(sa_column=Column(Text, nullable=False))
+    currency: str = Field(max_length=3)
+    frozen_minor: int = Field(sa_column=Column(BigInteger, nullable=False))
+    status: str = Field(max_length=8, index=True)
+    resolution: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    resolved_by: str | None = Field(default=None, max_length=40)
+    opened_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    resolved_at: datetime | None = Field(
+        default=None, sa_column=Column(UtcDateTime(), nullable=True)
+    )
+
+
 #: The tables ``billing`` owns (the coordinator's migrations create them).
-BILLING_TABLES = [LedgerAccount.__table__, LedgerTransfer.__table__]  # type: ignore[attr-defined]
+BILLING_TABLES = [
+    LedgerAccount.__table__,  # type: ignore[attr-defined]
+    LedgerTransfer.__table__,  # type: ignore[attr-defined]
+    Dispute.__table__,  # type: ignore[attr-defined]
+]

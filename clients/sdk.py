@@ -399,6 +399,27 @@ class TallyClient:
         fees, release) with totals; a creator sees the lines that pay it."""
         return self._json("GET", f"/v1/jobs/{_segment('job_id', job_id)}/statement")
 
+    def open_dispute(
+        self, job_id: str, reason: str, *, round_number: int | None = None
+    ) -> dict[str, Any]:
+        """``POST /v1/jobs/{job_id}/disputes``: freeze what the job (or one round) paid."""
+        body: dict[str, Any] = {"reason": reason}
+        if round_number is not None:
+            body["round"] = round_number
+        return self._json("POST", f"/v1/jobs/{_segment('job_id', job_id)}/disputes", body=body)
+
+    def dispute(self, dispute_id: str) -> dict[str, Any]:
+        """``GET /v1/disputes/{dispute_id}``."""
+        return self._json("GET", f"/v1/disputes/{_segment('dispute_id', dispute_id)}")
+
+    def resolve_dispute(self, dispute_id: str, outcome: str, note: str) -> dict[str, Any]:
+        """``POST /v1/disputes/{dispute_id}/resolve`` (admins): ``release`` or ``refund``."""
+        return self._json(
+            "POST",
+            f"/v1/disputes/{_segment('dispute_id', dispute_id)}/resolve",
+            body={"outcome": outcome, "note": note},
+        )
+
     def balances(self) -> dict[str, Any]:
         """``GET /v1/billing/balances``: the caller's ledger accounts (admins and auditors:
         every account and the trial balance)."""

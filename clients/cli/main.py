@@ -61,6 +61,9 @@ COMMANDS: dict[str, LazyCommand] = {
     "billing": LazyCommand(
         "clients.cli.billing", "app", "Ledger balances and job statements.", "Everyone"
     ),
+    "dispute": LazyCommand(
+        "clients.cli.dispute", "app", "Open, show and resolve disputes over payments.", "Everyone"
+    ),
     "host": LazyCommand("clients.cli.host", "app", "Run a creator's data-host node.", "Creators"),
     "verify": LazyCommand(
         "clients.cli.verify", "app", "Verify signed records offline.", "Auditors"

@@ -83,3 +83,89 @@ def test_each_party_sees_only_its_own_money(market: Marketplace) -> None:
     assert {item["kind"] for item in auditor["accounts"]} >= {"hold", "clearing"}
     response = market.client.get("/v1/jobs/nonsense/statement", headers=market.buyer.headers)
     assert response.status_code == 422
+
+
+def _settled_round(market: Marketplace, job: dict[str, Any], round_number: int) -> None:
+    """Settle a round as the training loop does (billing's settle_round on a JobRound)."""
+    import json as _json
+    from decimal import Decimal
+
+    from billing.settlement import MeteredLine, Royalty, settle_round
+    from coordinator.database import writing
+    from coordinator.tables import JobRound
+
+    coordinator = market.coordinator
+    with writing(coordinator.engine) as session:
+        settle_round(
+            session, job_id=job["id"], round_number=round_number, proof_digest="d" * 64,
+            currency="USD", fee_bps=0, now=coordinator.now(),
+            lines=[
+                MeteredLine(
+                    market.node.dataset_id, 100, Decimal("0.01"),
+                    Royalty.sole(market.creator.account_id),
+                )
+            ],
+        )  # fmt: skip
+        session.add(
+            JobRound(
+                job_id=job["id"], round_number=round_number, status="aggregated",
+                samples=100, cost_minor=100, summary=_json.dumps({}),
+                finished_at=coordinator.now(),
+            )
+        )  # fmt: skip
+
+
+def test_a_dispute_freezes_a_rounds_royalties_until_an_admin_refunds_them(
+    market: Marketplace,
+) -> None:
+    job = market.create_job()
+    market.client.post(f"/v1/jobs/{job['id']}/fund", headers=market.buyer.headers)
+    _settled_round(market, job, 1)
+    creator_payable = f"payable:{market.creator.account_id}:USD"
+
+    def owed() -> str:
+        accounts = _get(market, "/v1/billing/balances", market.creator.headers)["accounts"]
+        return next(a["posted_minor"] for a in accounts if a["account"] == creator_payable)
+
+    assert owed() == "100"
+    before = market.coordinator.log.size
+    bad = market.client.post(
+        f"/v1/jobs/{job['id']}/disputes", json={"round": 9, "reason": "x"},
+        headers=market.buyer.headers,
+    )  # fmt: skip
+    assert bad.status_code == 422
+    assert "no settled round 9" in bad.json()["detail"]
+    opened = market.client.post(
+        f"/v1/jobs/{job['id']}/disputes",
+        json={"round": 1, "reason": "the labels were shuffled"},
+        headers=market.buyer.headers,
+    )
+    assert opened.status_code == 201, opened.text
+    dispute = opened.json()
+    assert dispute["frozen_minor"] == "100"
+    assert dispute["frozen"] == {creator_payable: "100"}
+    assert owed() == "0"
+    assert market.coordinator.log.size == before + 1
+    _zero(market)
+    # The creator sees the dispute on its job; resolving is for admins only.
+    seen = _get(market, f"/v1/disputes/{dispute['id']}", market.creator.headers)
+    assert seen["status"] == "open"
+    body = {"outcome": "refund", "note": "confirmed by the creator"}
+    denied = market.client.post(
+        f"/v1/disputes/{dispute['id']}/resolve", json=body, headers=market.buyer.headers
+    )
+    assert denied.status_code == 403
+    resolved = market.client.post(
+        f"/v1/disputes/{dispute['id']}/resolve", json=body, headers=market.admin.headers
+    )
+    assert resolved.status_code == 200, resolved.text
+    assert resolved.json()["status"] == "refunded"
+    again = market.client.post(
+        f"/v1/disputes/{dispute['id']}/resolve", json=body, headers=market.admin.headers
+    )
+    assert again.status_code == 409
+    assert market.coordinator.log.size == before + 2
+    buyer = _get(market, "/v1/billing/balances", market.buyer.headers)["accounts"]
+    refund = next(a for a in buyer if a["kind"] == "payable")
+    assert refund["posted_minor"] == "100"
+    _zero(market)

@@ -32,8 +32,8 @@ from coordinator_fixtures import (
 from httpx import Response
 from sqlalchemy import select
 
-from coordinator.identity import sign_identity_link
 from billing.tables import BILLING_TABLES
+from coordinator.identity import sign_identity_link
 from coordinator.tables import COORDINATOR_TABLES
 
 

@@ -17,11 +17,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, MetaData, inspect
 
+from billing.tables import BILLING_TABLES
 from coordinator.database import current_revision, downgrade, head_revision, migrate, open_engine
 from coordinator.errors import ConfigError
 from coordinator.home import init_coordinator_home
 from coordinator.service import open_coordinator
-from billing.tables import BILLING_TABLES
 from coordinator.tables import COORDINATOR_TABLES
 from provenance.storage import make_engine, sqlite_url
 from provenance.tlog.tables import LOG_TABLES

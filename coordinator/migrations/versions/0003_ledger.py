@@ -1,4 +1,4 @@
-"""ledger: accounts with running balances and immutable two-phase transfers
+"""ledger: accounts with running balances, immutable two-phase transfers, disputes
 
 Revision ID: 0003
 Revises: 0002
@@ -53,9 +53,28 @@ def upgrade() -> None:
     )
     for column in ("debit_account", "credit_account", "kind", "status", "job_id"):
         op.create_index(f"ix_ledger_transfer_{column}", "ledger_transfer", [column])
+    op.create_table(
+        "dispute",
+        sa.Column("id", sqltypes.AutoString(length=40), nullable=False),
+        sa.Column("job_id", sa.String(length=40), nullable=False),
+        sa.Column("round_number", sa.Integer(), nullable=True),
+        sa.Column("opened_by", sqltypes.AutoString(length=40), nullable=False),
+        sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column("currency", sqltypes.AutoString(length=3), nullable=False),
+        sa.Column("frozen_minor", sa.BigInteger(), nullable=False),
+        sa.Column("status", sqltypes.AutoString(length=8), nullable=False),
+        sa.Column("resolution", sa.Text(), nullable=True),
+        sa.Column("resolved_by", sqltypes.AutoString(length=40), nullable=True),
+        sa.Column("opened_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index("ix_dispute_job_id", "dispute", ["job_id"])
+    op.create_index("ix_dispute_status", "dispute", ["status"])
 
 
 def downgrade() -> None:
     """Revert this revision."""
+    op.drop_table("dispute")
     op.drop_table("ledger_transfer")
     op.drop_table("ledger_account")
