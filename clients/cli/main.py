@@ -59,10 +59,16 @@ COMMANDS: dict[str, LazyCommand] = {
         "clients.cli.job", "app", "Price, create, fund, follow and cancel jobs.", "Buyers"
     ),
     "billing": LazyCommand(
-        "clients.cli.billing", "app", "Ledger balances and job statements.", "Everyone"
+        "clients.cli.billing",
+        "app",
+        "Ledger balances and job statements (money follows the round proofs).",
+        "Everyone",
     ),
     "dispute": LazyCommand(
-        "clients.cli.dispute", "app", "Open, show and resolve disputes over payments.", "Everyone"
+        "clients.cli.dispute",
+        "app",
+        "Open, show and resolve disputes over what a job paid.",
+        "Everyone",
     ),
     "host": LazyCommand("clients.cli.host", "app", "Run a creator's data-host node.", "Creators"),
     "verify": LazyCommand(
