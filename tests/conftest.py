@@ -74,8 +74,7 @@ def engine(database_url: str) -> Iterator[Engine]:
 
 
 #: Modules that take minutes, mostly waiting on Flower's polling: collected first, so that
-#: each starts at once on its own worker and the unit tests run on the other meanwhile
-#: (``--no-loadscope-reorder`` in pyproject keeps xdist to this order).
+#: each starts at once on its own worker and the unit tests run on the other meanwhile.
 FIRST_MODULES = (
     "tests/coordinator/test_training_faults_e2e.py",
     "tests/cli/test_cli.py",
