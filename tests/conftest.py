@@ -73,8 +73,9 @@ def engine(database_url: str) -> Iterator[Engine]:
     created.dispose()
 
 
-#: Modules that take minutes, mostly waiting on Flower's polling: collected first, so that
-#: each starts at once on its own worker and the unit tests run on the other meanwhile.
+#: Modules that take minutes (real Flower processes): collected first. Run in one process
+#: (``-n 0``) they then run first; xdist's two workers order modules by their test count
+#: (starting both at once on a 2-vCPU machine made the suite slower, as they contend).
 FIRST_MODULES = (
     "tests/coordinator/test_training_faults_e2e.py",
     "tests/cli/test_cli.py",
