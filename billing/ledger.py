@@ -105,19 +105,9 @@ def open_account(
     session: Session, kind: AccountKind, owner: str, currency: str, *, now: datetime
 ) -> LedgerAccount:
     """``owner``'s account of ``kind`` in ``currency``, created if it does not exist yet."""
-    key = account_id(kind, owner, currency)
+    (key,) = open_accounts(session, kind, [owner], currency, now=now)
     account = session.get(LedgerAccount, key)
-    if account is None:
-        account = LedgerAccount(
-            id=key,
-            kind=kind.value,
-            owner=owner,
-            currency=currency,
-            may_go_negative=kind is AccountKind.CLEARING,
-            created_at=now,
-        )
-        session.add(account)
-        session.flush()
+    assert account is not None  # just found or created
     return account
 
 

@@ -18,7 +18,7 @@ is also the signed record (predicate ``…/settlement/v1``) logged next to the p
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -296,8 +296,3 @@ def release_hold(
         reference="unused hold released at job end",
     )
     return left
-
-
-def royalties_for(creators: Mapping[str, str]) -> dict[str, Royalty]:
-    """Each dataset's royalty when its creator account takes all of it."""
-    return {dataset: Royalty.sole(account) for dataset, account in creators.items()}
