@@ -1,11 +1,12 @@
 """The catalog: verified, logged dataset manifests that buyers can search and pay for.
 
 A creator posts a manifest envelope. It is listed only if its signature verifies, its
-signer is the creator it names, that DID is linked to the posting account, and its terms
-parse; it is then logged (record ``dataset-manifest``) in the same transaction that lists
-it. Revocation by the creator delists the dataset and logs a coordinator-signed
-``dataset-revocation`` record. This module must never list or log a manifest it has not
-verified, and never show one creator's listing controls to another.
+signer is the creator it names, that DID is linked to the posting account, its terms
+parse and every royalty payee's DID is linked to an account; it is then logged (record
+``dataset-manifest``) in the same transaction that lists it. Revocation by the creator
+delists the dataset and logs a coordinator-signed ``dataset-revocation`` record. This
+module must never list or log a manifest it has not verified, and never show one
+creator's listing controls to another.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from coordinator.records import (
     DATASET_REVOCATION_RECORD,
     log_signed_record,
 )
+from coordinator.royalties import resolve_royalties, royalties_view
 from coordinator.tables import DELISTED, LISTED, HostWorker, Identity, Listing
 from provenance.dsse import Envelope
 from provenance.errors import ProvenanceError
@@ -207,6 +209,7 @@ def publish_manifest(
         )
     # Check the terms before anything is logged: a refused manifest leaves no log entry.
     row = _listing_row(signed, principal.account_id, -1, now)
+    row.royalties = resolve_royalties(session, signed.manifest)
     parsed = Statement.from_payload(signed.envelope.payload)  # verified above
     result = append_records(
         log, [(DATASET_MANIFEST_RECORD, signed.envelope, parsed)], connection=session.connection()
@@ -385,6 +388,7 @@ def listing_view(
         "license": row.license,
         "allowed_uses": row.allowed_uses.split(","),
         "price": {"per_sample": row.price_per_sample, "currency": row.currency},
+        "royalties": royalties_view(row),
         "rows": row.rows,
         "total_bytes": row.total_bytes,
         "privacy": {

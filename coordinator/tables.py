@@ -137,6 +137,9 @@ class Listing(SQLModel, table=True):
     revoked_at: datetime | None = Field(default=None, sa_column=_when(True))
     revoke_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     revocation_log_index: int | None = Field(default=None, sa_column=Column(BigInteger))
+    #: The manifest's royalty split resolved to accounts, as canonical JSON
+    #: (``coordinator.royalties``); null when the creator's account is paid alone.
+    royalties: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
 class Job(SQLModel, table=True):

@@ -54,6 +54,7 @@ from coordinator.round_proofs import (
     build_round_proof,
     record_round,
 )
+from coordinator.royalties import listing_royalty
 from coordinator.service import Coordinator
 from coordinator.tables import HostWorker, Job, JobModel, JobRound, JobRun, Listing
 from coordinator.tokens import issue_job_token
@@ -102,7 +103,7 @@ class Assignment:
     delta: str
     train_rows: int
     price: DatasetPrice
-    payee: str
+    royalty: Royalty
     node_id: int | None = None
     features: int | None = None
     classes: int | None = None
@@ -195,7 +196,7 @@ class JobTrainer:
         self.billing = RoundBilling(
             currency=self.job.currency,
             fee_bps=self.job.platform_fee_bps,
-            royalties={item.dataset_id: Royalty.sole(item.payee) for item in self.assignments},
+            royalties={item.dataset_id: item.royalty for item in self.assignments},
         )
         #: The datasets whose replies the latest round aggregated.
         self.contributors: set[str] = set()
@@ -533,7 +534,7 @@ class JobTrainer:
                 item.dataset_id,
                 most_samples(self.job.local_epochs * item.train_rows),
                 Decimal(item.price.price_per_sample),
-                Royalty.sole(item.payee),
+                item.royalty,
             )
             for item in self.assignments
         ]
@@ -751,7 +752,7 @@ def load_assignments(session: Session, job: Job) -> list[Assignment]:
                 delta=item.delta,
                 train_rows=training_rows(listing.rows),
                 price=DatasetPrice(item.price_per_sample, listing.currency),
-                payee=listing.account_id,
+                royalty=listing_royalty(listing),
             )
         )
     return assignments

@@ -152,6 +152,16 @@ def _published_column_name(column: str, scanner: PiiScanner, policy: PiiPolicy) 
     return scanner.redact(column.encode("utf-8")).decode("utf-8", errors="replace")
 
 
+def _price(terms: DatasetTerms) -> dict[str, Any]:
+    """The price section; ``royalties`` only when the creator split the royalty, so that a
+    creator-only manifest keeps its old shape."""
+    price: dict[str, Any] = {"currency": terms.currency, "per_sample": str(terms.price_per_sample)}
+    split = terms.royalty_split()
+    if split is not None:
+        price["royalties"] = split.to_dict()
+    return price
+
+
 def _predicate(
     *,
     dataset_id: str,
@@ -180,7 +190,7 @@ def _predicate(
                 None if terms.max_epsilon_per_job is None else repr(terms.max_epsilon_per_job)
             ),
         },
-        "price": {"currency": terms.currency, "per_sample": str(terms.price_per_sample)},
+        "price": _price(terms),
         "schema": analysis.schema.to_dict(),
         "content": {"chunking": chunked.to_dict(), "redacted": redacted},
         "pii": pii,

@@ -1,8 +1,10 @@
-"""A dataset's terms of sale: licence, allowed uses, price, privacy caps and PII policy.
+"""A dataset's terms of sale: licence, allowed uses, price, royalty split, privacy caps
+and PII policy.
 
 Everything here is checked before a single byte of the dataset is read, and every
 error names the option at fault. This module must never accept an inexact price (a
-float, an exponent, a negative number) or an ε cap that is zero, negative or not finite.
+float, an exponent, a negative number), an ε cap that is zero, negative or not finite,
+or a royalty split whose shares do not add up to exactly 10,000 basis points.
 """
 
 from __future__ import annotations
@@ -20,6 +22,14 @@ from data_host.errors import DatasetTermsError
 from privacy.budget import BudgetTerms
 from privacy.errors import PrivacyError
 from privacy.pii import PiiPolicy
+from provenance.errors import KeyFormatError
+from provenance.keys import PublicKey
+from provenance.manifest import (
+    MAX_ROYALTY_PAYEES,
+    ROYALTY_BASIS_POINTS,
+    RoyaltyShare,
+    RoyaltySplit,
+)
 
 #: What a buyer may do with a dataset. ``train``: DP training rounds; ``evaluate``:
 #: federated evaluation on the held-out split, reported as aggregate metrics only.
@@ -45,6 +55,30 @@ def parse_price(text: str) -> Decimal:
             "at most 12 decimal places)"
         )
     return Decimal(stripped)
+
+
+def parse_royalty(text: str) -> tuple[str, int]:
+    """Parse one ``--royalty`` value, ``did:key:z…=6000``: a payee and its share in bps."""
+    did, sep, share = text.strip().rpartition("=")
+    if not sep or not did:
+        raise DatasetTermsError(
+            f"--royalty {text!r} must be DID=SHARE, e.g. --royalty did:key:z6Mk…=6000 "
+            f"(shares in basis points, adding up to {ROYALTY_BASIS_POINTS})"
+        )
+    if not share.isascii() or not share.isdigit():
+        raise DatasetTermsError(
+            f"--royalty {text!r}: the share {share!r} must be a whole number of basis points"
+        )
+    return did, int(share)
+
+
+def _check_did(did: str, option: str) -> None:
+    try:
+        canonical = PublicKey.from_did(did).did
+    except KeyFormatError as exc:
+        raise DatasetTermsError(f"{option}: {exc}") from exc
+    if canonical != did:
+        raise DatasetTermsError(f"{option} {did!r} is not a canonical did:key")
 
 
 def check_license(spdx_id: str) -> str:
@@ -80,6 +114,11 @@ class DatasetTerms:
     pii_policy: PiiPolicy = PiiPolicy.BLOCK
     description: str = ""
     label: str | None = None
+    #: Who is paid for the dataset: (payee did:key, share in bps), adding up to 10,000.
+    #: Empty: the creator alone (the manifest then has no ``price.royalties``).
+    royalties: tuple[tuple[str, int], ...] = ()
+    #: The payee who takes rounding leftovers (default: the first payee).
+    royalty_remainder_to: str | None = None
 
     def __post_init__(self) -> None:
         title = self.title.strip()
@@ -118,6 +157,54 @@ class DatasetTerms:
         object.__setattr__(self, "allowed_uses", tuple(sorted(uses)))
         if len(self.description) > 10_000:
             raise DatasetTermsError("--description is over 10,000 characters")
+        self._check_royalties()
+
+    def _check_royalties(self) -> None:
+        payees = tuple((str(did).strip(), share) for did, share in self.royalties)
+        if not payees:
+            if self.royalty_remainder_to is not None:
+                raise DatasetTermsError(
+                    "--royalty-remainder-to needs the payees it chooses from: give --royalty "
+                    "DID=SHARE for each"
+                )
+            return
+        if len(payees) > MAX_ROYALTY_PAYEES:
+            raise DatasetTermsError(
+                f"--royalty is given {len(payees)} times; at most {MAX_ROYALTY_PAYEES} payees"
+            )
+        seen: set[str] = set()
+        for did, share in payees:
+            _check_did(did, "--royalty")
+            if isinstance(share, bool) or not isinstance(share, int) or share <= 0:
+                raise DatasetTermsError(
+                    f"--royalty {did}={share}: a share must be a positive whole number of bps"
+                )
+            if did in seen:
+                raise DatasetTermsError(f"--royalty names {did} twice; give each payee once")
+            seen.add(did)
+        total = sum(share for _, share in payees)
+        if total != ROYALTY_BASIS_POINTS:
+            raise DatasetTermsError(
+                f"--royalty shares add up to {total} bps; they must add up to exactly "
+                f"{ROYALTY_BASIS_POINTS} (e.g. 6000 and 4000)"
+            )
+        remainder = (self.royalty_remainder_to or payees[0][0]).strip()
+        _check_did(remainder, "--royalty-remainder-to")
+        if remainder not in seen:
+            raise DatasetTermsError(
+                f"--royalty-remainder-to {remainder} is not one of the --royalty payees"
+            )
+        object.__setattr__(self, "royalties", payees)
+        object.__setattr__(self, "royalty_remainder_to", remainder)
+
+    def royalty_split(self) -> RoyaltySplit | None:
+        """The manifest's ``price.royalties``, or ``None`` when the creator is paid alone."""
+        if not self.royalties:
+            return None
+        return RoyaltySplit(
+            tuple(RoyaltyShare(did, share) for did, share in self.royalties),
+            self.royalty_remainder_to or self.royalties[0][0],
+        )
 
     def budget_terms(self) -> BudgetTerms:
         """The privacy-budget terms the node's ledger enforces for this dataset."""

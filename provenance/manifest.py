@@ -5,6 +5,8 @@ envelope signed by the creator key. Its subject is the dataset's RFC 9162 Merkle
 over 1 MiB chunks; its predicate says who made it, under which licence, for which uses,
 at what price, under which privacy caps, with which schema and which PII findings, and
 lists every file with its size, because the Merkle root alone does not cover file names.
+Its price may split the royalty between several payees, named by did:key so that the
+split means the same on any coordinator.
 
 This module must never return a manifest whose signature it has not verified, nor one
 whose signer is not the creator the manifest names.
@@ -34,6 +36,10 @@ from provenance.statement import (
 DATASET_MANIFEST_PREDICATE = predicate_type("dataset-manifest")
 #: How chunk leaves and the root are computed.
 CHUNKING_ALGORITHM = CHUNKING_ALGORITHM_NAME
+#: The most payees a dataset's royalty split may name.
+MAX_ROYALTY_PAYEES = 32
+#: What a royalty split's shares add up to (basis points; billing's ``BASIS_POINTS``).
+ROYALTY_BASIS_POINTS = 10_000
 _DATASET_ID = re.compile(r"^ds_[0-9a-f]{26}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _TOP_FIELDS = {
@@ -65,6 +71,87 @@ def subject_name(dataset_id: str, version: int) -> str:
 
 
 @dataclass(frozen=True)
+class RoyaltyShare:
+    """One payee of a dataset's royalty: a did:key and its share in basis points."""
+
+    did: str
+    share_bps: int
+
+
+@dataclass(frozen=True)
+class RoyaltySplit:
+    """A dataset's signed royalty split (``price.royalties``): payees whose shares add to
+    10,000 bps, and the payee who takes the rounding leftover. Checked by ``from_dict``."""
+
+    payees: tuple[RoyaltyShare, ...]
+    remainder_to: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The manifest form: ``{"payees": [{"did", "share_bps"}], "remainder_to": did}``."""
+        return {
+            "payees": [{"did": p.did, "share_bps": p.share_bps} for p in self.payees],
+            "remainder_to": self.remainder_to,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "price.royalties") -> RoyaltySplit:
+        """Parse the manifest form strictly; a ``ManifestError`` names the field at fault."""
+        if not isinstance(data, dict):
+            raise ManifestError(f"manifest field {where} must be an object")
+        if set(data) != {"payees", "remainder_to"}:
+            raise ManifestError(
+                f"manifest field {where} must have exactly the fields payees and remainder_to, "
+                f"got {', '.join(sorted(map(str, data))) or 'none'}"
+            )
+        payees = _require(data, "payees", list, f"{where}.")
+        if not 1 <= len(payees) <= MAX_ROYALTY_PAYEES:
+            raise ManifestError(
+                f"manifest field {where}.payees must list 1 to {MAX_ROYALTY_PAYEES} payees, "
+                f"got {len(payees)}"
+            )
+        shares: list[RoyaltyShare] = []
+        for position, item in enumerate(payees):
+            at = f"{where}.payees[{position}]"
+            if not isinstance(item, dict) or set(item) != {"did", "share_bps"}:
+                raise ManifestError(
+                    f"manifest field {at} must be an object with exactly did and share_bps"
+                )
+            did = _did(_require(item, "did", str, f"{at}."), f"{at}.did")
+            share = _require(item, "share_bps", int, f"{at}.")
+            if not 0 < share <= ROYALTY_BASIS_POINTS:
+                raise ManifestError(
+                    f"manifest field {at}.share_bps must be from 1 to {ROYALTY_BASIS_POINTS}, "
+                    f"got {share}"
+                )
+            if any(earlier.did == did for earlier in shares):
+                raise ManifestError(f"manifest field {at}.did names payee {did} a second time")
+            shares.append(RoyaltyShare(did, share))
+        total = sum(share.share_bps for share in shares)
+        if total != ROYALTY_BASIS_POINTS:
+            raise ManifestError(
+                f"manifest field {where}.payees: shares add to {total} bps, not "
+                f"{ROYALTY_BASIS_POINTS}"
+            )
+        remainder = _require(data, "remainder_to", str, f"{where}.")
+        if remainder not in {share.did for share in shares}:
+            raise ManifestError(
+                f"manifest field {where}.remainder_to {remainder!r} is not one of the payees"
+            )
+        return cls(tuple(shares), remainder)
+
+
+def _did(text: str, where: str) -> str:
+    """``text`` if it is an Ed25519 did:key in its canonical spelling."""
+    try:
+        canonical = PublicKey.from_did(text).did
+    except KeyFormatError as exc:
+        raise ManifestError(f"manifest field {where}: {exc}") from exc
+    if canonical != text:
+        raise ManifestError(f"manifest field {where} {text!r} is not a canonical did:key")
+    return text
+
+
+@dataclass(frozen=True)
 class DatasetManifest:
     """A parsed, verified dataset manifest. ``predicate`` is exactly what was signed."""
 
@@ -83,6 +170,12 @@ class DatasetManifest:
     def chunking(self) -> Mapping[str, Any]:
         """The signed chunking section: algorithm, chunk size, root and every file."""
         return self.predicate["content"]["chunking"]  # type: ignore[no-any-return]
+
+    @property
+    def royalties(self) -> RoyaltySplit | None:
+        """The signed royalty split, or ``None``: then the creator is paid alone."""
+        data = self.predicate["price"].get("royalties")
+        return None if data is None else RoyaltySplit.from_dict(data)
 
     def chunked_dataset(self, leaf_hashes: bytes) -> ChunkedDataset:
         """Rebuild the signed chunk tree from stored leaf hashes; raises if they disagree."""
@@ -235,6 +328,8 @@ def _check_predicate(
     price = _require(predicate, "price", dict, "")
     _require(price, "per_sample", str, "price.")
     _require(price, "currency", str, "price.")
+    if "royalties" in price:
+        RoyaltySplit.from_dict(price["royalties"])
     schema = _require(predicate, "schema", dict, "")
     _require(schema, "rows", int, "schema.")
     content = _require(predicate, "content", dict, "")

@@ -36,6 +36,27 @@ def _price(listing: dict[str, Any]) -> str:
     return f"{price.get('per_sample', '?')} {price.get('currency', '')}/sample"
 
 
+def _royalty_rows(listing: dict[str, Any]) -> list[tuple[str, str]]:
+    """One ``royalty`` row per payee of a split (none when the creator is paid alone)."""
+    royalties = listing.get("royalties")
+    if not isinstance(royalties, dict):
+        return []
+    remainder = royalties.get("remainder_to")
+    rows = []
+    for payee in royalties.get("payees") or []:
+        share = payee.get("share_bps")
+        percent = f"{share / 100:g}%" if isinstance(share, int) else "?"
+        leftover = " (takes rounding leftovers)" if payee.get("account_id") == remainder else ""
+        rows.append(
+            (
+                "royalty",
+                f"{percent} ({share} bps) to {payee.get('account_id')} "
+                f"({payee.get('did')}){leftover}",
+            )
+        )
+    return rows
+
+
 def _epsilon_caps(listing: dict[str, Any]) -> str:
     """``per job/lifetime`` ε caps, e.g. ``3/8``."""
     privacy = listing.get("privacy") or {}
@@ -206,6 +227,7 @@ def show(
         ("license", str(listing.get("license"))),
         ("allowed uses", ", ".join(str(use) for use in listing.get("allowed_uses") or [])),
         ("price", _price(listing)),
+        *_royalty_rows(listing),
         ("rows", str(listing.get("rows"))),
         ("bytes", str(listing.get("total_bytes"))),
         ("ε per job", str(privacy.get("max_epsilon_per_job") or "-")),

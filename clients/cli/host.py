@@ -67,7 +67,7 @@ from data_host.supernode import (
     supernode_command,
     supernode_environment,
 )
-from data_host.terms import DatasetTerms, parse_price
+from data_host.terms import DatasetTerms, parse_price, parse_royalty
 from data_host.trust import (
     TrustedCoordinator,
     check_can_pin,
@@ -647,6 +647,20 @@ def dataset_add(
         str | None, typer.Option(help="The label column (default: label/target/y/class).")
     ] = None,
     description: Annotated[str, typer.Option(help="A longer description.")] = "",
+    royalty: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A royalty payee and its share in basis points, DID=SHARE, e.g. "
+            "did:key:z6Mk…=6000 (repeatable; shares add up to 10000; each DID must be linked "
+            "to an account on the coordinator). Default: all to this node's creator DID."
+        ),
+    ] = None,
+    royalty_remainder_to: Annotated[
+        str | None,
+        typer.Option(
+            help="The --royalty payee DID that takes rounding leftovers (default: the first)."
+        ),
+    ] = None,
     home: HomeOption = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -654,6 +668,9 @@ def dataset_add(
 
     Example: tally host dataset add ./heart.csv --title "Heart study" --license CC-BY-4.0
     --price-per-sample 0.002 --currency USD --max-epsilon-per-job 3 --lifetime-epsilon 8
+
+    Split the royalty 60/40 with a label: add --royalty did:key:z6MkAlice…=6000
+    --royalty did:key:z6MkLabel…=4000 --royalty-remainder-to did:key:z6MkAlice…
     """
     node = _home(home)
     with _failing_cleanly():
@@ -669,6 +686,8 @@ def dataset_add(
             pii_policy=pii,
             description=description,
             label=label,
+            royalties=tuple(parse_royalty(text) for text in royalty or []),
+            royalty_remainder_to=royalty_remainder_to,
         )
         with Progress(
             TextColumn("{task.description:>9}"),

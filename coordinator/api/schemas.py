@@ -296,6 +296,23 @@ class PriceOut(Open):
     currency: str
 
 
+class RoyaltyPayeeOut(Open):
+    """One payee of a listing's royalty split: its account, the DID the manifest names and
+    its share in basis points."""
+
+    account_id: str
+    did: str
+    share_bps: int
+
+
+class RoyaltiesOut(Open):
+    """A listing's royalty split (shares add to 10,000 bps) and the account that takes
+    rounding leftovers."""
+
+    payees: list[RoyaltyPayeeOut]
+    remainder_to: str
+
+
 class PrivacyOut(Open):
     """A dataset's privacy caps."""
 
@@ -340,6 +357,9 @@ class ListingOut(Open):
     license: str
     allowed_uses: list[str]
     price: PriceOut
+    royalties: RoyaltiesOut | None = Field(
+        None, description="The royalty split; null when the creator's account is paid alone."
+    )
     rows: int
     total_bytes: int
     privacy: PrivacyOut

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from tally_runner import ok, refused, tally
 
+from provenance.keys import PublicKey, SigningKey
+
 ADD = [
     "--title",
     "Heart study",
@@ -256,3 +258,41 @@ def test_a_corrupt_registry_is_one_error_line(tmp_path: Path) -> None:
     ok("host", "init", "--name", "carol", "--home", str(home))
     (home / "registry.db").write_bytes(b"\x00garbage" * 1024)
     assert "database cannot be used" in refused("host", "dataset", "list", "--home", str(home))
+
+
+def test_royalty_options_sign_a_split_into_the_manifest(node: Path, tmp_path: Path) -> None:
+    own = PublicKey.from_pem((node / "keys" / "creator.pub").read_bytes()).did
+    label = SigningKey.generate().public_key.did
+    split = ["--royalty", f"{own}=6000", "--royalty", f"{label}=4000"]
+    before = ok("host", "dataset", "list", "--home", str(node), "--json")
+    line = refused(
+        "host", "dataset", "add", str(_csv(tmp_path / "a.csv")), *ADD,
+        "--royalty", f"{own}=6000", "--royalty", f"{label}=3000", "--home", str(node),
+    )  # fmt: skip
+    assert "--royalty shares add up to 9000" in line
+    line = refused(
+        "host", "dataset", "add", str(_csv(tmp_path / "a.csv")), *ADD, *split,
+        "--royalty-remainder-to", SigningKey.generate().public_key.did, "--home", str(node),
+    )  # fmt: skip
+    assert "--royalty-remainder-to" in line
+    assert ok("host", "dataset", "list", "--home", str(node), "--json") == before
+    added = json.loads(
+        ok(
+            "host",
+            "dataset",
+            "add",
+            str(_csv(tmp_path / "b.csv")),
+            *ADD,
+            *split,
+            "--royalty-remainder-to",
+            label,
+            "--home",
+            str(node),
+            "--json",
+        )
+    )
+    assert added["price"]["royalties"] == {
+        "payees": [{"did": own, "share_bps": 6000}, {"did": label, "share_bps": 4000}],
+        "remainder_to": label,
+    }
+    assert "--royalty-remainder-to" in ok("host", "dataset", "add", "--help")
