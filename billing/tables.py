@@ -81,9 +81,67 @@ class Dispute(SQLModel, table=True):
     )
 
 
+class RailOperation(SQLModel, table=True):
+    """One call to the payment rail that moves money: funding, a payout, a refund.
+
+    The row is committed before the rail is called, with ``id`` as the call's
+    idempotency key, so that a coordinator that dies at any point finds the operation on
+    restart and reconciles it against the rail instead of calling again blindly. A
+    payout's or refund's ``id`` is also the id of its pending ledger transfer.
+    """
+
+    __tablename__ = "rail_operation"
+
+    id: str = Field(primary_key=True, max_length=200)
+    kind: str = Field(max_length=8, index=True)
+    rail: str = Field(max_length=16)
+    job_id: str = Field(sa_column=Column(String(40), nullable=False, index=True))
+    party: str = Field(max_length=64)
+    amount_minor: int = Field(sa_column=Column(BigInteger, nullable=False))
+    currency: str = Field(max_length=3)
+    #: ``pending`` until the rail's answer is recorded, then ``succeeded`` or ``failed``
+    #: (funding also ``requires_action`` while the buyer must confirm the payment).
+    status: str = Field(max_length=16, index=True)
+    #: The rail's id for it (``pi_…``, ``tr_…``, ``re_…``, or the ledger statement's).
+    rail_ref: str | None = Field(default=None, max_length=255)
+    detail: str = Field(default="", sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    updated_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+
+
+class RailAccount(SQLModel, table=True):
+    """A party's account on the payment rail (a Stripe connected account)."""
+
+    __tablename__ = "rail_account"
+
+    party: str = Field(primary_key=True, max_length=64)
+    rail: str = Field(max_length=16)
+    reference: str = Field(max_length=255, unique=True)
+    payouts_enabled: bool = False
+    #: When the rail stated the status above (an event's ``created``): older news is ignored.
+    status_at: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    created_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+
+
+class RailEvent(SQLModel, table=True):
+    """A webhook event the rail sent, kept so that a replayed event is applied once."""
+
+    __tablename__ = "rail_event"
+
+    id: str = Field(primary_key=True, max_length=255)
+    rail: str = Field(max_length=16)
+    type: str = Field(max_length=64)
+    created: int = Field(sa_column=Column(BigInteger, nullable=False))
+    outcome: str = Field(sa_column=Column(Text, nullable=False))
+    received_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+
+
 #: The tables ``billing`` owns (the coordinator's migrations create them).
 BILLING_TABLES = [
     LedgerAccount.__table__,  # type: ignore[attr-defined]
     LedgerTransfer.__table__,  # type: ignore[attr-defined]
     Dispute.__table__,  # type: ignore[attr-defined]
+    RailOperation.__table__,  # type: ignore[attr-defined]
+    RailAccount.__table__,  # type: ignore[attr-defined]
+    RailEvent.__table__,  # type: ignore[attr-defined]
 ]

@@ -360,9 +360,36 @@ class TallyClient:
         """``GET /v1/jobs/{job_id}`` (owner, admin, auditor): one Job with its events."""
         return self._json("GET", f"/v1/jobs/{_segment('job_id', job_id)}")
 
-    def fund_job(self, job_id: str) -> dict[str, Any]:
-        """``POST /v1/jobs/{job_id}/fund`` (owner): place the hold; draft → funded."""
-        return self._json("POST", f"/v1/jobs/{_segment('job_id', job_id)}/fund")
+    def fund_job(self, job_id: str, *, payment_method: str | None = None) -> dict[str, Any]:
+        """``POST /v1/jobs/{job_id}/fund`` (owner): pay the quote through the rail and place
+        the hold; draft → funded. ``payment`` in the answer says how the payment stands."""
+        body: Any = _NO_BODY if payment_method is None else {"payment_method": payment_method}
+        return self._json("POST", f"/v1/jobs/{_segment('job_id', job_id)}/fund", body=body)
+
+    def job_payments(self, job_id: str) -> dict[str, Any]:
+        """``GET /v1/jobs/{job_id}/payments``: the job's rail operations (funding, payouts,
+        refunds) with the rail's ids."""
+        return self._json("GET", f"/v1/jobs/{_segment('job_id', job_id)}/payments")
+
+    def payouts(self) -> dict[str, Any]:
+        """``POST /v1/billing/payouts`` (admins): pay everything owed; the signed statement."""
+        return self._json("POST", "/v1/billing/payouts")
+
+    def reconcile(self) -> dict[str, Any]:
+        """``POST /v1/billing/reconcile`` (admins): settle rail operations left pending."""
+        return self._json("POST", "/v1/billing/reconcile")
+
+    def onboard(self, email: str | None = None) -> dict[str, Any]:
+        """``POST /v1/billing/onboarding`` (creators): your rail account and onboarding link."""
+        body: Any = _NO_BODY if email is None else {"email": email}
+        return self._json("POST", "/v1/billing/onboarding", body=body)
+
+    def creator_statement(self, account_id: str) -> dict[str, Any]:
+        """``GET /v1/billing/creators/{account_id}/statement``: a creator's royalties,
+        disputes and payouts across jobs."""
+        return self._json(
+            "GET", f"/v1/billing/creators/{_segment('account_id', account_id)}/statement"
+        )
 
     def cancel_job(self, job_id: str, reason: str | None = None) -> dict[str, Any]:
         """``POST /v1/jobs/{job_id}/cancel`` (owner, admin): the cancelled Job."""

@@ -7,6 +7,9 @@
   first, with totals: held, settled per payee, fees, released, and what the hold has left.
   The job's buyer, the creators of its datasets, admins and auditors may read it; a
   creator sees only the royalty lines that pay it.
+- ``creator_statement``: every transfer into or out of one creator's payable accounts,
+  across jobs (royalties earned, disputes, payouts made), with totals per job. The
+  creator itself, admins and auditors may read it.
 
 Amounts are integer minor units (strings in JSON, so that no reader rounds them).
 """
@@ -18,12 +21,13 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from billing.ledger import balance, transfers_of, trial_balance
+from billing.ledger import AccountKind, balance, transfers_of, trial_balance
 from billing.settlement import hold_account
-from billing.tables import LedgerAccount
+from billing.tables import LedgerAccount, LedgerTransfer
 from coordinator.accounts import Principal
+from coordinator.errors import NotFound
 from coordinator.jobs import visible_job
-from coordinator.tables import Job
+from coordinator.tables import Account, Job
 
 
 def _account_view(account: LedgerAccount) -> dict[str, Any]:
@@ -53,6 +57,57 @@ def balances_view(session: Session, principal: Principal) -> dict[str, Any]:
     return view
 
 
+def _line(item: LedgerTransfer) -> dict[str, Any]:
+    return {
+        "transfer": item.id,
+        "job": item.job_id,
+        "kind": item.kind,
+        "round": item.round_number,
+        "from": item.debit_account,
+        "to": item.credit_account,
+        "amount_minor": str(item.amount_minor),
+        "status": item.status,
+        "reference": item.reference,
+        "at": item.created_at.isoformat(),
+    }
+
+
+def creator_statement(session: Session, principal: Principal, account_id: str) -> dict[str, Any]:
+    """The money that moved for creator ``account_id`` (see the module docstring)."""
+    if principal.role not in ("admin", "auditor") and principal.account_id != account_id:
+        raise NotFound(f"no creator statement for {account_id} that you may see")
+    owned = list(
+        session.exec(
+            select(LedgerAccount).where(
+                LedgerAccount.owner == account_id,
+                LedgerAccount.kind == AccountKind.PAYABLE.value,
+            )
+        )
+    )
+    if not owned and session.get(Account, account_id) is None:
+        raise NotFound(f"no account {account_id}")
+    keys = {account.id for account in owned}
+    lines = []
+    jobs: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for key in sorted(keys):
+        for item in transfers_of(session, account=key):
+            if item.status == "voided":
+                continue
+            lines.append(_line(item))
+            sign = 1 if item.credit_account in keys else -1
+            jobs[item.job_id or "-"][item.kind] += sign * item.amount_minor
+    lines.sort(key=lambda line: (line["at"], line["transfer"]))
+    return {
+        "account_id": account_id,
+        "lines": lines,
+        "jobs": {
+            job: {kind: str(amount) for kind, amount in sorted(kinds.items())}
+            for job, kinds in sorted(jobs.items())
+        },
+        "accounts": [_account_view(account) for account in owned],
+    }
+
+
 def job_statement(session: Session, principal: Principal, job_id: str) -> dict[str, Any]:
     """The money ``job_id`` moved (see the module docstring)."""
     job = visible_job(session, principal, job_id)
@@ -69,18 +124,7 @@ def job_statement(session: Session, principal: Principal, job_id: str) -> dict[s
             payees[item.credit_account] += item.amount_minor
         if own_lines_only and item.credit_account != mine:
             continue
-        lines.append(
-            {
-                "transfer": item.id,
-                "kind": item.kind,
-                "round": item.round_number,
-                "from": item.debit_account,
-                "to": item.credit_account,
-                "amount_minor": str(item.amount_minor),
-                "reference": item.reference,
-                "at": item.created_at.isoformat(),
-            }
-        )
+        lines.append(_line(item))
     hold = hold_account(job.id, job.currency)
     view: dict[str, Any] = {
         "job_id": job.id,

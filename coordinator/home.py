@@ -85,6 +85,28 @@ class AttestationConfig(_Strict):
     trusted_dev_attesters: list[str] = Field(default_factory=list)
 
 
+Url = Annotated[str, Field(pattern=r"^https?://[^\s]+$", max_length=2048)]
+#: Files in ``keys/`` holding the Stripe secrets (0600; never printed).
+STRIPE_API_KEY_FILE = "stripe-api-key"
+STRIPE_WEBHOOK_SECRET_FILE = "stripe-webhook-secret"  # noqa: S105 - a file name
+_MAX_SECRET_BYTES = 4096
+
+
+class StripeConfig(_Strict):
+    """Where the stripe rail reaches Stripe, and where creators land after onboarding.
+    The API key and webhook secret live in files under ``keys/``, not here."""
+
+    api_base: Url = "https://api.stripe.com"
+    onboarding_return_url: Url = "http://127.0.0.1:8400/v1/billing/onboarding/done"
+
+
+class PaymentsConfig(_Strict):
+    """Which payment rail moves the ledger's money in and out."""
+
+    rail: Literal["ledger", "stripe"] = "ledger"
+    stripe: StripeConfig | None = None
+
+
 class CoordinatorConfig(_Strict):
     """The contents of ``coordinator.json``."""
 
@@ -102,6 +124,7 @@ class CoordinatorConfig(_Strict):
     platform_fee_bps: Annotated[int, Field(ge=0, le=10_000)] = 1000
     token_ttl_seconds: Annotated[int, Field(ge=30, le=3600)] = 600
     attestation: AttestationConfig = Field(default_factory=AttestationConfig)
+    payments: PaymentsConfig = Field(default_factory=PaymentsConfig)
 
     @field_validator("log_origin")
     @classmethod
@@ -157,6 +180,39 @@ class CoordinatorHome:
     def log_signer(self) -> NoteSigner:
         """The checkpoint signer under the log's origin."""
         return NoteSigner(self.config.log_origin, self._load("log.key"))
+
+    def secret(self, name: str) -> str:
+        """A secret file under ``keys/`` (e.g. ``STRIPE_API_KEY_FILE``); refuses one that
+        others may read, one that is missing, empty or too large."""
+        path = self.keys_dir / name
+        try:
+            info = path.stat()
+        except FileNotFoundError:
+            raise ConfigError(
+                f"{path} is missing; set it with: tally coordinator payments --rail stripe …"
+            ) from None
+        if info.st_mode & 0o077:
+            raise ConfigError(f"{path} is readable by others; chmod 600 it")
+        if info.st_size > _MAX_SECRET_BYTES:
+            raise ConfigError(f"{path} is over {_MAX_SECRET_BYTES} bytes; it is not a secret key")
+        value = path.read_text(encoding="utf-8").strip()
+        if not value:
+            raise ConfigError(f"{path} is empty")
+        return value
+
+    def write_secret(self, name: str, value: str) -> None:
+        """Write a secret file under ``keys/`` atomically, created 0600."""
+        value = value.strip()
+        if not value or len(value) > _MAX_SECRET_BYTES or any(c.isspace() for c in value):
+            raise ConfigError(f"the value for {name} is empty, too long or holds whitespace")
+        temporary = self.keys_dir / f".{name}.tmp"
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, (value + "\n").encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, self.keys_dir / name)
 
     def _load(self, name: str) -> SigningKey:
         try:

@@ -51,7 +51,7 @@ COMMITTED_STATES = ("funded", "running", "completed")
 #: States in which a job's hold holds the buyer's money, and the states that end a job.
 HELD_STATES = ("funded", "running")
 ENDED_STATES = ("completed", "failed", "cancelled")
-#: The payment rail the ledger's money comes in from and goes out to.
+#: The payment rail a job's money comes in from unless another is named.
 PAYMENT_RAIL = "ledger"
 
 
@@ -473,28 +473,26 @@ def transition_job(
     *,
     reason: str | None,
     now: datetime,
+    rail: str = PAYMENT_RAIL,
+    hold_minor: int | None = None,
 ) -> Job:
     """Move a job to ``to_status`` if its state allows it, logging the transition.
 
     Funding re-checks every dataset's terms (a dataset may have been revoked, or its ε
-    committed to other jobs, since the draft was made).
+    committed to other jobs, since the draft was made) and places the quote in the job's
+    hold from ``rail``'s clearing account; ``hold_minor``, when given, is what the rail
+    collected, and must equal the quote.
     """
     if principal.role == "auditor":
         raise Forbidden("auditors read everything and change nothing")
     job = visible_job(session, principal, job_id, lock=True)
-    allowed = TRANSITIONS[job.status]
-    if to_status not in allowed:
-        raise Conflict(
-            f"job {job.id} is {job.status}; it cannot become {to_status}"
-            + (f" (it can become: {', '.join(sorted(allowed))})" if allowed else "")
-        )
+    check_transition(job, to_status)
     if to_status == "funded":
-        plan = plan_of(job, job_datasets(session, job.id))
-        priced = price_plan(session, plan, fee_bps=job.platform_fee_bps, job_id=job.id)
-        if priced.quote.total_minor > job.budget_minor:
+        quote = fundable_quote(session, job)
+        if hold_minor is not None and hold_minor != quote:
             raise PaymentRequired(
-                f"the quote is now {format_minor(priced.quote.total_minor, job.currency)}, more "
-                f"than the budget of {format_minor(job.budget_minor, job.currency)}"
+                f"the quote is now {format_minor(quote, job.currency)}, but "
+                f"{format_minor(hold_minor, job.currency)} was paid"
             )
         # The buyer's money for the quote goes into the job's hold (escrow) at once.
         place_hold(
@@ -502,8 +500,8 @@ def transition_job(
             job_id=job.id,
             buyer_id=job.buyer_id,
             currency=job.currency,
-            amount_minor=priced.quote.total_minor,
-            rail=PAYMENT_RAIL,
+            amount_minor=quote,
+            rail=rail,
             now=now,
         )
     elif to_status in ENDED_STATES and job.status in HELD_STATES:
@@ -527,6 +525,29 @@ def transition_job(
     )
     session.flush()
     return job
+
+
+def check_transition(job: Job, to_status: str) -> None:
+    """Raise ``Conflict`` unless ``job`` may become ``to_status`` now."""
+    allowed = TRANSITIONS[job.status]
+    if to_status not in allowed:
+        raise Conflict(
+            f"job {job.id} is {job.status}; it cannot become {to_status}"
+            + (f" (it can become: {', '.join(sorted(allowed))})" if allowed else "")
+        )
+
+
+def fundable_quote(session: Session, job: Job) -> int:
+    """What funding ``job`` costs now, in minor units, after checking every dataset's terms
+    again; raises ``PaymentRequired`` if the quote has grown past the budget."""
+    plan = plan_of(job, job_datasets(session, job.id))
+    priced = price_plan(session, plan, fee_bps=job.platform_fee_bps, job_id=job.id)
+    if priced.quote.total_minor > job.budget_minor:
+        raise PaymentRequired(
+            f"the quote is now {format_minor(priced.quote.total_minor, job.currency)}, more "
+            f"than the budget of {format_minor(job.budget_minor, job.currency)}"
+        )
+    return priced.quote.total_minor
 
 
 def plan_of(job: Job, datasets: Sequence[JobDataset]) -> JobPlan:

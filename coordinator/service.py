@@ -17,11 +17,13 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from billing.rails.base import PaymentRail
 from coordinator.accounts import create_account, issue_api_key
 from coordinator.database import migrate, open_engine, writing
 from coordinator.errors import ConfigError
 from coordinator.home import CoordinatorConfig, CoordinatorHome
 from coordinator.hosts import attestation_policy
+from coordinator.payment_rails import build_rails
 from coordinator.read_cache import ReadCache
 from coordinator.superlink import SuperLinkSettings
 from coordinator.witnessing import WitnessEndpoint, WitnessPump
@@ -68,6 +70,16 @@ class Coordinator:
         (deterministic, RFC 8032) Ed25519 signature over a fixed label. Only a holder of
         the coordinator's key can compute it; it is never stored."""
         return hashlib.sha256(self.signing_key.sign(b"tally idempotency secret v1")).digest()
+
+    @cached_property
+    def rails(self) -> dict[str, PaymentRail]:
+        """The payment rails, by name: ``ledger`` always, and the configured one."""
+        return build_rails(self.home)
+
+    @property
+    def payment_rail(self) -> PaymentRail:
+        """The rail that collects funding and pays creators (``payments.rail``)."""
+        return self.rails[self.home.config.payments.rail]
 
     @property
     def config(self) -> CoordinatorConfig:

@@ -372,26 +372,44 @@ def list_(
 @app.command("fund")
 def fund(
     job_id: JobArgument,
+    payment_method: Annotated[
+        str | None,
+        typer.Option(
+            help="The payment method to charge on the stripe rail (e.g. pm_card_visa in "
+            "Stripe's test mode); the ledger rail needs none."
+        ),
+    ] = None,
     coordinator: CoordinatorOption = DEFAULT_COORDINATOR,
     api_key: ApiKeyOption = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Fund a draft job: every dataset's terms are checked again, then the budget is held.
+    """Fund a draft job: its terms are checked again, then the quote is paid and held.
 
-    Example: tally job fund job_01hx2c3d4e5f6g7h8j9k0m1n2p
+    The quote is paid through the coordinator's payment rail and held for the job.
+
+    Example: tally job fund job_01hx2c3d4e5f6g7h8j9k0m1n2p --payment-method pm_card_visa
     """
     with coordinator_client(coordinator, api_key) as client:
-        job = client.fund_job(job_id)
+        job = client.fund_job(job_id, payment_method=payment_method)
     if as_json:
         emit_json(job)
         return
     budget = job.get("budget") or {}
+    payment = job.get("payment") or {}
     console.print(
         plain(
             f"{job.get('id')} is {job.get('status')} "
-            f"(budget {money(budget.get('amount_minor'), budget.get('currency'))})"
+            f"(budget {money(budget.get('amount_minor'), budget.get('currency'))}; "
+            f"payment on the {payment.get('rail')} rail: {payment.get('status')})"
         )
     )
+    if payment.get("status") == "requires_action":
+        console.print(
+            plain(
+                f"the buyer must confirm payment {payment.get('payment')} with its client "
+                "secret; the job is funded when the rail reports it succeeded"
+            )
+        )
 
 
 @app.command("cancel")

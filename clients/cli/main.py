@@ -61,7 +61,7 @@ COMMANDS: dict[str, LazyCommand] = {
     "billing": LazyCommand(
         "clients.cli.billing",
         "app",
-        "Ledger balances and job statements (money follows the round proofs).",
+        "Ledger balances, statements, payouts and onboarding (money follows the proofs).",
         "Everyone",
     ),
     "dispute": LazyCommand(

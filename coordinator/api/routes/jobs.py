@@ -7,7 +7,9 @@ from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, Response
+from pydantic import Field
 from sqlmodel import Session
 
 from coordinator.accounts import Principal
@@ -20,6 +22,7 @@ from coordinator.api.schemas import (
     JobSpec,
     QuoteResponse,
     Revocation,
+    Strict,
     TokenOut,
     TokenRequest,
     decimal_of,
@@ -40,7 +43,9 @@ from coordinator.jobs import (
     list_jobs,
     price_plan,
     transition_job,
+    visible_job,
 )
+from coordinator.payments import fund_job
 from coordinator.service import Coordinator
 from coordinator.tables import JOB_STATES, Job
 from coordinator.tokens import issue_job_token
@@ -195,13 +200,35 @@ def _transition(
     return view
 
 
-@router.post("/v1/jobs/{job_id}/fund", response_model=JobOut)
+class FundRequest(Strict):
+    """How the buyer pays: a payment method of the rail's (Stripe: ``pm_…``)."""
+
+    payment_method: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_]{1,255}$")
+
+
+class FundOut(JobOut):
+    """The job after funding, and the payment's state on the rail (``status``
+    ``succeeded``: the hold is placed; ``requires_action``: the buyer confirms the payment
+    with ``client_secret`` and the rail's webhook funds the job)."""
+
+    payment: dict[str, Any]
+
+
+@router.post("/v1/jobs/{job_id}/fund", response_model=FundOut)
 def post_fund(
-    job_id: JobPath, coordinator: CoordinatorDep, principal: CurrentPrincipal
-) -> dict[str, Any]:
-    """Fund a draft job (its buyer): every dataset's terms are checked again."""
-    principal.require("buyer")
-    return _transition(coordinator, principal, job_id, "funded", None)
+    job_id: JobPath,
+    coordinator: CoordinatorDep,
+    principal: CurrentPrincipal,
+    body: FundRequest | None = None,
+) -> JSONResponse:
+    """Fund a draft job (its buyer) through the payment rail: every dataset's terms are
+    checked again, and the quote is collected and placed in the job's hold. 202 when the
+    payment waits for the buyer."""
+    payment = fund_job(coordinator, principal, job_id, body.payment_method if body else None)
+    with reading(coordinator.engine) as session:
+        view = _full(session, visible_job(session, principal, job_id))
+    status = 200 if payment["status"] == "succeeded" else 202
+    return JSONResponse(jsonable_encoder({**view, "payment": payment}), status_code=status)
 
 
 @router.post("/v1/jobs/{job_id}/cancel", response_model=JobOut)
