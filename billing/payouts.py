@@ -33,7 +33,6 @@ from billing.ledger import (
     VOIDED,
     AccountKind,
     account_id,
-    balance,
     open_account,
     resolve,
     transfer,
@@ -89,7 +88,10 @@ def owed(session: Session, *, buyers: dict[str, str]) -> list[Owed]:
             net[(job, row.credit_account)] += row.amount_minor
         if row.debit_account in payables:
             net[(job, row.debit_account)] -= row.amount_minor
-    left = {key: balance(session, key).available for key in {key for _, key in net}}
+    left = {
+        key: account.credits_posted - account.debits_posted - account.debits_pending
+        for key, account in payables.items()
+    }
     lines: list[Owed] = []
     for (job, key), amount in net.items():
         amount = min(amount, left[key])
@@ -170,7 +172,7 @@ def begin_operation(session: Session, line: Owed, *, rail: str, now: datetime) -
     return operation
 
 
-def _pending(session: Session, key: str) -> RailOperation:
+def _locked_operation(session: Session, key: str) -> RailOperation:
     operation = session.exec(
         select(RailOperation).where(RailOperation.id == key).with_for_update()
     ).first()
@@ -183,7 +185,7 @@ def complete_operation(
     session: Session, key: str, *, reference: str, now: datetime
 ) -> RailOperation:
     """Step 3: the rail made ``reference``; post the reserved transfer (once)."""
-    operation = _pending(session, key)
+    operation = _locked_operation(session, key)
     if operation.status == SUCCEEDED:
         if operation.rail_ref != reference:
             raise PayoutError(
@@ -207,7 +209,7 @@ def complete_operation(
 
 def fail_operation(session: Session, key: str, *, reason: str, now: datetime) -> RailOperation:
     """Step 3, refused: void the reserved transfer, so that the amount is owed again."""
-    operation = _pending(session, key)
+    operation = _locked_operation(session, key)
     if operation.status == FAILED:
         return operation
     if operation.status not in (PENDING, REQUIRES_ACTION):
@@ -279,7 +281,7 @@ def note_status(
     session: Session, key: str, *, status: str, reference: str | None, now: datetime
 ) -> RailOperation:
     """Record a funding operation's intermediate state (e.g. ``requires_action``)."""
-    operation = _pending(session, key)
+    operation = _locked_operation(session, key)
     if operation.status in (SUCCEEDED, FAILED):
         return operation
     operation.status = status

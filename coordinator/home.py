@@ -205,14 +205,7 @@ class CoordinatorHome:
         value = value.strip()
         if not value or len(value) > _MAX_SECRET_BYTES or any(c.isspace() for c in value):
             raise ConfigError(f"the value for {name} is empty, too long or holds whitespace")
-        temporary = self.keys_dir / f".{name}.tmp"
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, (value + "\n").encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temporary, self.keys_dir / name)
+        _replace_private(self.keys_dir / name, (value + "\n").encode())
 
     def _load(self, name: str) -> SigningKey:
         try:
@@ -279,14 +272,19 @@ def init_coordinator_home(
 def write_config(root: Path, config: CoordinatorConfig) -> None:
     """Replace ``coordinator.json`` atomically (mode 0600)."""
     data = (json.dumps(config.model_dump(mode="json"), indent=2, sort_keys=True) + "\n").encode()
-    temporary = root / f".{CONFIG_FILE}.tmp"
+    _replace_private(root / CONFIG_FILE, data)
+
+
+def _replace_private(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically, the new file created 0600."""
+    temporary = path.with_name(f".{path.name}.tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         os.write(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)
-    os.replace(temporary, root / CONFIG_FILE)
+    os.replace(temporary, path)
 
 
 def open_coordinator_home(root: Path) -> CoordinatorHome:

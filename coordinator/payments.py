@@ -22,7 +22,6 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from billing.errors import BillingError
 from billing.ledger import AccountKind, open_account, transfer
 from billing.payouts import (
     FAILED,
@@ -39,6 +38,7 @@ from billing.payouts import (
     fail_operation,
     funding_of,
     note_status,
+    operations_of,
     owed,
     pending_operations,
 )
@@ -216,7 +216,9 @@ def _apply_collection(
     assert job is not None
     try:
         check_transition(job, "funded")
-        fundable_quote(session, job)
+        quote = fundable_quote(session, job)
+        if quote != operation.amount_minor:
+            raise PaymentRequired(f"the quote is now {quote} minor units, not the amount paid")
     except CoordinatorError as exc:
         _book_unapplied(session, operation, coordinator.now())
         return {"refund_owed": str(operation.amount_minor), "reason": str(exc)}
@@ -273,7 +275,7 @@ def _route(
     """How ``line`` is paid: (rail, connected account, collection to refund, why not)."""
     if line.kind == REFUND:
         funding = funding_of(session, line.job_id)
-        if funding is None or funding.rail == "ledger":
+        if funding is None:  # funded on the ledger rail, which makes no operation
             return "ledger", None, None, None
         return funding.rail, None, funding.rail_ref, None
     rail = coordinator.payment_rail
@@ -385,7 +387,9 @@ def reconcile_into(coordinator: Coordinator, report: PayoutReport) -> None:
     with reading(coordinator.engine) as session:
         pending = pending_operations(session)
         collections = {
-            item.id: (funding_of(session, item.job_id) or item).rail_ref for item in pending
+            item.id: funding.rail_ref
+            for item in pending
+            if item.kind == REFUND and (funding := funding_of(session, item.job_id)) is not None
         }
         destinations = {
             item.party: item.reference for item in session.exec(select(RailAccount)).all()
@@ -395,7 +399,7 @@ def reconcile_into(coordinator: Coordinator, report: PayoutReport) -> None:
             _reconcile_funding(coordinator, report, operation)
             continue
         rail = _rail(coordinator, operation.rail)
-        collection = collections.get(operation.id) if operation.kind == REFUND else None
+        collection = collections.get(operation.id)
         try:
             if operation.kind == PAYOUT:
                 found = rail.find_payout(key=operation.id, job_id=operation.job_id)
@@ -518,10 +522,9 @@ def handle_webhook(
         seen = session.get(RailEvent, event.id)
         if seen is not None:
             return {"event": event.id, "duplicate": True, "outcome": seen.outcome}
-        try:
-            outcome = _apply_event(coordinator, session, event)
-        except (BillingError, CoordinatorError) as exc:
-            outcome = f"not applied: {exc}"
+        # An event that cannot be applied rolls back whole and is not recorded, so that
+        # the rail delivers it again.
+        outcome = _apply_event(coordinator, session, event)
         session.add(
             RailEvent(
                 id=event.id, rail=rail_name, type=event.type[:64], created=event.created,
@@ -598,9 +601,4 @@ def rail_operations(
     """The rail operations of a job the caller may see."""
     with reading(coordinator.engine) as session:
         visible_job(session, principal, job_id)
-        rows = session.exec(
-            select(RailOperation)
-            .where(RailOperation.job_id == job_id)
-            .order_by(col(RailOperation.created_at), col(RailOperation.id))
-        ).all()
-        return [operation_view(row) for row in rows]
+        return [operation_view(row) for row in operations_of(session, job_id)]

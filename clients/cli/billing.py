@@ -151,6 +151,10 @@ def _print_creator(view: dict[str, Any]) -> None:
         )
 
 
+StatementFile = Annotated[
+    Path | None,
+    typer.Option("--out", help="Write the signed payout statement (DSSE JSON) to this file."),
+]
 _REPORT_SECTIONS = ("paid", "funded", "failed", "waiting", "skipped")
 
 
@@ -174,10 +178,7 @@ def _print_report(report: dict[str, Any], title: str) -> None:
 
 @app.command("payout")
 def payout_command(
-    out: Annotated[
-        Path | None,
-        typer.Option(help="Write the signed payout statement (DSSE JSON) to this file."),
-    ] = None,
+    out: StatementFile = None,
     coordinator: CoordinatorOption = DEFAULT_COORDINATOR,
     api_key: ApiKeyOption = None,
     as_json: JsonFlag = False,
@@ -197,10 +198,7 @@ def payout_command(
 
 @app.command("reconcile")
 def reconcile_command(
-    out: Annotated[
-        Path | None,
-        typer.Option(help="Write the signed payout statement (DSSE JSON) to this file."),
-    ] = None,
+    out: StatementFile = None,
     coordinator: CoordinatorOption = DEFAULT_COORDINATOR,
     api_key: ApiKeyOption = None,
     as_json: JsonFlag = False,
